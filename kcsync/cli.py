@@ -1,0 +1,69 @@
+"""Command line: argv in, exit code out. One ``except KcsyncError`` owns error reporting."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from kcsync import logs
+from kcsync.config import config_path, load_config
+from kcsync.errors import KcsyncError
+
+EXIT_CODES_HELP = """exit codes:
+  0   everything is in the bucket
+  1   finished, but some files could not be synced (see the log)
+  2   bad command-line arguments
+  3   the delete guard refused deletes
+  69  the server could not be reached or refused a request
+  75  another kcsync is using the state directory
+  77  the credentials were refused
+  78  the config is invalid
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kcsync",
+        description="Mirror local folders into KakaoCloud Object Storage (Swift API).",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-c", "--config", help="config file (default: $KCSYNC_CONFIG or /etc/kcsync/config.yaml)"
+    )
+    parser.add_argument("--once", action="store_true", help="sync once, print a summary, exit")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="with --once: print the plan, change nothing"
+    )
+    parser.add_argument("--log-format", choices=("auto", "console", "json"))
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_format or "auto", args.log_level or "info")
+    log = structlog.get_logger("kcsync")
+    try:
+        config = load_config(config_path(args.config))
+        logs.configure(args.log_format or config.log.format, args.log_level or config.log.level)
+        for warning in config.warnings:
+            log.warning("insecure permissions", detail=warning)
+        from kcsync.daemon import run_once
+
+        if not args.once:
+            raise KcsyncError("daemon mode is not available yet: run with --once")
+        return run_once(config, dry_run=args.dry_run)
+    except KcsyncError as exc:
+        print(f"kcsync: {logs.redactor.scrub(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("kcsync: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,455 @@
+"""The one reader of YAML and environment: parse once into frozen dataclasses.
+
+Every problem becomes a ConfigError naming the key (``folders[1].path``) and what is wrong,
+so a service that fails to start says why in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from kcsync.errors import ConfigError
+from kcsync.units import parse_duration, parse_size
+
+DEFAULT_CONFIG_PATH = "/etc/kcsync/config.yaml"
+DEFAULT_IDENTITY_URL = "https://iam.kakaocloud.com/identity/v3"
+# Names that are never complete files: editors' and downloaders' temporaries.
+DEFAULT_EXCLUDES = ("*.part", "*.tmp", ".~*", "~$*", ".*.swp", "*.crdownload")
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class V1Auth:
+    url: str
+    user: str
+    key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class KakaoAuth:
+    region: str
+    access_key_id: str
+    secret: str = field(repr=False)
+    identity_url: str = DEFAULT_IDENTITY_URL
+    storage_url: str | None = None  # derived from region and project id when None
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    token: str = field(repr=False)
+    storage_url: str = ""
+
+
+AuthConfig = V1Auth | KakaoAuth | TokenAuth
+
+
+@dataclass(frozen=True)
+class FolderConfig:
+    path: Path
+    prefix: str
+    exclude: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LargeObjectConfig:
+    threshold: int
+    segment_size: int
+    segments_bucket: str
+
+
+@dataclass(frozen=True)
+class DeleteConfig:
+    mode: Literal["mirror", "keep"]
+    max_per_run: int
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    request_attempts: int
+    job_attempts: int
+    timeout: float
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: Literal["auto", "console", "json"]
+    level: str
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    settle: float
+    reconcile_interval: float
+    reconcile_cron: str | None
+
+
+@dataclass(frozen=True)
+class Config:
+    auth: AuthConfig
+    tls_verify: bool | str  # False, True, or a CA bundle path (requests' convention)
+    bucket: str
+    create_bucket: bool
+    folders: tuple[FolderConfig, ...]
+    workers: int
+    large: LargeObjectConfig
+    delete: DeleteConfig
+    checksum: bool
+    state_dir: Path
+    log: LogConfig
+    retry: RetryConfig
+    daemon: DaemonConfig
+    source: Path
+    warnings: tuple[str, ...] = ()
+
+
+def config_path(cli_value: str | None, environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(cli_value or environ.get("KCSYNC_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", f"file {path} not found (set -c PATH or KCSYNC_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError("", f"{path} is not valid YAML{where}") from None
+    warnings = list(_permission_warnings(path))
+    return parse_config(data, source=path, environ=environ, warnings=warnings)
+
+
+def parse_config(
+    data: object,
+    *,
+    source: Path,
+    environ: Mapping[str, str] = os.environ,
+    warnings: list[str] | None = None,
+) -> Config:
+    warnings = warnings if warnings is not None else []
+    top = _Section(data, "", environ, warnings)
+    auth = _parse_auth(top.section("auth", required=True))
+    bucket = top.required("bucket")
+    _check_bucket_name("bucket", bucket, kakaocloud=isinstance(auth, KakaoAuth))
+    tls = top.section("tls")
+    verify: bool | str = tls.boolean("verify", True)
+    ca_bundle = tls.string("ca_bundle")
+    if ca_bundle:
+        if not verify:
+            raise ConfigError("tls.ca_bundle", "is set while tls.verify is false")
+        if not Path(ca_bundle).is_file():
+            raise ConfigError("tls.ca_bundle", f"{ca_bundle} is not a file")
+        verify = ca_bundle
+    tls.done()
+
+    large_sec = top.section("large_objects")
+    large = LargeObjectConfig(
+        threshold=large_sec.size("threshold", 256 * MIB, minimum=1),
+        segment_size=large_sec.size("segment_size", 64 * MIB, minimum=1),
+        segments_bucket=large_sec.string("segments_bucket") or f"{bucket}_segments",
+    )
+    large_sec.done()
+    _check_bucket_name(
+        "large_objects.segments_bucket",
+        large.segments_bucket,
+        kakaocloud=isinstance(auth, KakaoAuth),
+    )
+    if large.segments_bucket == bucket:
+        raise ConfigError("large_objects.segments_bucket", "must differ from bucket")
+
+    delete_sec = top.section("delete")
+    mode = delete_sec.choice("mode", ("mirror", "keep"), "mirror")
+    delete = DeleteConfig(
+        mode="mirror" if mode == "mirror" else "keep",
+        max_per_run=delete_sec.integer("max_per_run", 1000, minimum=0),
+    )
+    delete_sec.done()
+
+    log_sec = top.section("log")
+    log_format = log_sec.choice("format", ("auto", "console", "json"), "auto")
+    log = LogConfig(
+        format="json" if log_format == "json" else "console" if log_format == "console" else "auto",
+        level=log_sec.choice("level", ("debug", "info", "warning", "error"), "info"),
+    )
+    log_sec.done()
+
+    retry_sec = top.section("retry")
+    retry = RetryConfig(
+        request_attempts=retry_sec.integer("request_attempts", 5, minimum=1),
+        job_attempts=retry_sec.integer("job_attempts", 5, minimum=1),
+        timeout=retry_sec.duration("timeout", 60.0, minimum=1.0),
+    )
+    retry_sec.done()
+
+    daemon_sec = top.section("daemon")
+    daemon = DaemonConfig(
+        settle=daemon_sec.duration("settle", 2.0),
+        reconcile_interval=daemon_sec.duration("reconcile_interval", 3600.0, minimum=1.0),
+        reconcile_cron=daemon_sec.string("reconcile_cron"),
+    )
+    daemon_sec.done()
+
+    config = Config(
+        auth=auth,
+        tls_verify=verify,
+        bucket=bucket,
+        create_bucket=top.boolean("create_bucket", True),
+        folders=_parse_folders(top),
+        workers=top.integer("workers", 8, minimum=1, maximum=256),
+        large=large,
+        delete=delete,
+        checksum=top.boolean("checksum", False),
+        state_dir=Path(top.string("state_dir") or _default_state_dir(environ)),
+        log=log,
+        retry=retry,
+        daemon=daemon,
+        source=source,
+        warnings=tuple(warnings),
+    )
+    top.done()
+    return config
+
+
+def _parse_auth(sec: _Section) -> AuthConfig:
+    method = sec.choice("method", ("kakaocloud", "v1", "token"), None)
+    auth: AuthConfig
+    if method == "v1":
+        auth = V1Auth(
+            url=sec.required_url("url"),
+            user=sec.required("user"),
+            key=sec.secret("key"),
+        )
+    elif method == "kakaocloud":
+        auth = KakaoAuth(
+            region=sec.required("region"),
+            access_key_id=sec.secret("access_key_id"),
+            secret=sec.secret("secret"),
+            identity_url=sec.url("identity_url") or DEFAULT_IDENTITY_URL,
+            storage_url=sec.url("storage_url"),
+        )
+    else:
+        auth = TokenAuth(token=sec.secret("token"), storage_url=sec.required_url("storage_url"))
+    sec.done()
+    return auth
+
+
+def _parse_folders(top: _Section) -> tuple[FolderConfig, ...]:
+    items = top.raw("folders")
+    if not isinstance(items, list) or not items:
+        raise ConfigError("folders", "must be a non-empty list of {path, prefix, exclude}")
+    folders = []
+    for i, item in enumerate(items):
+        sec = _Section(item, f"folders[{i}]", top.environ, top.warnings)
+        path = Path(sec.required("path")).expanduser()
+        if not path.is_absolute():
+            raise ConfigError(f"folders[{i}].path", f"{path} must be an absolute path")
+        prefix = sec.string("prefix") or ""
+        if (
+            prefix.startswith("/")
+            or "//" in prefix
+            or any(p in (".", "..") for p in prefix.split("/"))
+        ):
+            raise ConfigError(
+                f"folders[{i}].prefix", f"{prefix!r} is not a clean object-name prefix"
+            )
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        exclude = sec.string_list("exclude")
+        if sec.boolean("default_excludes", True):
+            exclude = DEFAULT_EXCLUDES + exclude
+        folders.append(FolderConfig(path=path, prefix=prefix, exclude=exclude))
+        sec.done()
+    for i, a in enumerate(folders):
+        for j, b in enumerate(folders):
+            # Overlapping prefixes would make one folder's mirror delete the other's objects.
+            if i < j and (a.prefix.startswith(b.prefix) or b.prefix.startswith(a.prefix)):
+                raise ConfigError(
+                    f"folders[{j}].prefix",
+                    f"{b.prefix!r} overlaps folders[{i}].prefix {a.prefix!r}; "
+                    "each folder needs its own distinct prefix",
+                )
+    return tuple(folders)
+
+
+def _check_bucket_name(key: str, name: str, *, kakaocloud: bool) -> None:
+    if "/" in name:
+        raise ConfigError(key, f"{name!r} must not contain '/'")
+    # KakaoCloud documents 4-63 characters; RGW refuses fewer than 3, Swift more than 256.
+    low, high = (4, 63) if kakaocloud else (3, 256)
+    if not low <= len(name.encode("utf-8")) <= high:
+        raise ConfigError(key, f"{name!r} must be {low} to {high} characters long")
+
+
+def _default_state_dir(environ: Mapping[str, str]) -> str:
+    # systemd's StateDirectory= exports the path it created.
+    if environ.get("STATE_DIRECTORY"):
+        return environ["STATE_DIRECTORY"].split(":")[0]
+    if os.geteuid() == 0:
+        return "/var/lib/kcsync"
+    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "kcsync")
+
+
+def _permission_warnings(path: Path) -> list[str]:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if mode & stat.S_IROTH:
+        return [f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}); chmod o-r it"]
+    return []
+
+
+class _Section:
+    """One mapping of the YAML, read key by key; leftovers are unknown keys."""
+
+    def __init__(self, data: object, where: str, environ: Mapping[str, str], warnings: list[str]):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(where, "must be a mapping of keys to values")
+        self.data: dict[str, Any] = dict(data)
+        self.where = where
+        self.environ = environ
+        self.warnings = warnings
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def raw(self, name: str) -> Any:
+        self.seen.add(name)
+        return self.data.get(name)
+
+    def section(self, name: str, required: bool = False) -> _Section:
+        value = self.raw(name)
+        if value is None and required:
+            raise ConfigError(self.key(name), "is required")
+        return _Section(value, self.key(name), self.environ, self.warnings)
+
+    def string(self, name: str, required: bool = False) -> str | None:
+        value = self.raw(name)
+        if value is None or value == "":
+            if required:
+                raise ConfigError(self.key(name), "is required")
+            return None
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(self.key(name), "must be a string")
+        return str(value)
+
+    def required(self, name: str) -> str:
+        value = self.string(name, required=True)
+        assert value is not None
+        return value
+
+    def required_url(self, name: str) -> str:
+        value = self.url(name, required=True)
+        assert value is not None
+        return value
+
+    def url(self, name: str, required: bool = False) -> str | None:
+        value = self.string(name, required)
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ConfigError(self.key(name), f"{value!r} must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    def string_list(self, name: str) -> tuple[str, ...]:
+        value = self.raw(name)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(self.key(name), "must be a list of strings")
+        return tuple(value)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigError(self.key(name), f"must be true or false, not {value!r}")
+        return value
+
+    def integer(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(self.key(name), f"must be a whole number, not {value!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+            raise ConfigError(self.key(name), f"must be {bound}, not {value}")
+        return value
+
+    def size(self, name: str, default: int, minimum: int = 0) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            result = parse_size(value)
+        except ValueError as exc:
+            raise ConfigError(self.key(name), str(exc)) from None
+        if result < minimum:
+            raise ConfigError(self.key(name), f"must be at least {minimum} bytes")
+        return result
+
+    def duration(self, name: str, default: float, minimum: float = 0.0) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            result = parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(self.key(name), str(exc)) from None
+        if result < minimum:
+            raise ConfigError(self.key(name), f"must be at least {minimum:g}s")
+        return result
+
+    def choice(self, name: str, options: tuple[str, ...], default: str | None) -> str:
+        value = self.raw(name)
+        if value is None:
+            if default is None:
+                raise ConfigError(self.key(name), f"is required (one of {', '.join(options)})")
+            return default
+        if value not in options:
+            raise ConfigError(self.key(name), f"must be one of {', '.join(options)}, not {value!r}")
+        return str(value)
+
+    def secret(self, name: str) -> str:
+        """A credential given inline, as ``NAME_env`` (a variable) or ``NAME_file`` (a path)."""
+        given = [k for k in (name, f"{name}_env", f"{name}_file") if self.raw(k) is not None]
+        if len(given) != 1:
+            problem = "is required" if not given else "is given more than once"
+            raise ConfigError(self.key(name), f"{problem} (set {name}, {name}_env or {name}_file)")
+        kind = given[0]
+        value = self.required(kind)
+        if kind.endswith("_env"):
+            if value not in self.environ or not self.environ[value]:
+                raise ConfigError(self.key(kind), f"environment variable {value} is not set")
+            return self.environ[value]
+        if kind.endswith("_file"):
+            path = Path(value).expanduser()
+            try:
+                secret = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(self.key(kind), f"cannot read {path}: {exc.strerror}") from None
+            self.warnings.extend(_permission_warnings(path))
+            if not secret:
+                raise ConfigError(self.key(kind), f"{path} is empty")
+            return secret
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            raise ConfigError(self.key(str(unknown[0])), "is not a known key")

@@ -1,0 +1,139 @@
+"""What to do with one path, given the local file, the listing entry and the index entry.
+
+Pure functions only: no I/O, no clock. The rules follow DESIGN §3 and hold on OpenStack
+Swift and Ceph RGW alike, whose listings disagree about large objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from kcsync.model import EMPTY_MD5, IndexEntry, LocalEntry, ObjectFacts, RemoteEntry
+
+# swift CLI and rclone keep microseconds of mtime; filesystems may keep nanoseconds.
+MTIME_TOLERANCE = 1e-3
+
+
+class Action(Enum):
+    SKIP = "skip"  # in sync, nothing to record
+    UPLOAD = "upload"  # send the file
+    CHECK = "check"  # the listing cannot decide: hash the file and/or HEAD the object
+    ADOPT = "adopt"  # the object already holds this content: record it in the index
+    DELETE = "delete"  # the file is gone: delete the object (mirror mode)
+    FORGET = "forget"  # drop the index entry, touch nothing remote
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+
+
+def decide(
+    local: LocalEntry | None,
+    remote: RemoteEntry | None,
+    index: IndexEntry | None,
+    *,
+    mirror: bool,
+) -> Decision:
+    """First pass, from the listing and the index alone (no file read, no HEAD)."""
+    if local is None:
+        if remote is None:
+            return Decision(Action.FORGET, "gone locally and remotely")
+        if mirror:
+            return Decision(Action.DELETE, "file removed" if index else "no such local file")
+        if index is not None:
+            return Decision(Action.FORGET, "file removed; keep mode leaves the object")
+        return Decision(Action.SKIP, "keep mode")
+    if remote is None:
+        return Decision(Action.UPLOAD, "missing from the bucket" if index else "new file")
+    unchanged = index is not None and index.stat_matches(local)
+    if index is not None and unchanged:
+        if index.remote.matches(remote):
+            return Decision(Action.SKIP, "unchanged")
+        if _plain(remote, local) and remote.hash == index.md5 and remote.bytes == index.size:
+            return Decision(Action.ADOPT, "same content under a new listing signature")
+        return Decision(Action.CHECK, "object changed in the bucket")
+    if _plain(remote, local) and remote.bytes != local.size:
+        return Decision(Action.UPLOAD, "size differs" if index else "differs from the bucket")
+    return Decision(Action.CHECK, "file changed" if index else "not in the index")
+
+
+def needs_head(remote: RemoteEntry, local: LocalEntry) -> bool:
+    """Whether the listing entry is a manifest (or may be), so only a HEAD tells the content."""
+    return not _plain(remote, local)
+
+
+def resolve(
+    local: LocalEntry,
+    local_md5: str,
+    remote: RemoteEntry,
+    facts: ObjectFacts | None,
+    *,
+    segments_match: bool | None,
+    strict: bool,
+) -> Decision:
+    """Second pass for a CHECK, once the file's MD5 (and, for manifests, a HEAD) is known.
+
+    ``segments_match`` is whether the file's ranges hash to the segment MD5s the server
+    reported for a foreign SLO or DLO; None when the server does not tell them (RGW).
+    """
+    if _plain(remote, local):
+        if remote.hash == local_md5 and remote.bytes == local.size:
+            return Decision(Action.ADOPT, "same content")
+        return Decision(Action.UPLOAD, "content differs")
+    if facts is None:
+        return Decision(Action.UPLOAD, "object vanished")
+    if facts.size != local.size:
+        return Decision(Action.UPLOAD, "size differs")
+    if facts.size == 0:
+        return Decision(Action.ADOPT, "both empty")
+    if facts.md5 is not None:
+        if facts.md5 == local_md5:
+            return Decision(Action.ADOPT, "same content (kcsync metadata)")
+        return Decision(Action.UPLOAD, "content differs (kcsync metadata)")
+    if segments_match is not None:
+        if segments_match:
+            return Decision(Action.ADOPT, "same content (segment digests)")
+        return Decision(Action.UPLOAD, "content differs (segment digests)")
+    if strict:
+        return Decision(Action.UPLOAD, "digest not comparable; checksum mode uploads")
+    if facts.mtime is not None and abs(facts.mtime - local.mtime) <= MTIME_TOLERANCE:
+        return Decision(Action.ADOPT, "size and mtime agree; digest not comparable")
+    return Decision(Action.UPLOAD, "mtime differs and digest not comparable")
+
+
+def _plain(remote: RemoteEntry, local: LocalEntry | None = None) -> bool:
+    """A listing entry whose hash is the content MD5.
+
+    Swift marks SLOs with ``slo_etag``; RGW lists its SLOs, and both servers list DLOs,
+    with the empty-string hash. That hash is also a real empty object's, so an empty-hash
+    entry always gets a HEAD before it is trusted (cheap: such entries are rare).
+    """
+    if remote.slo_etag is not None:
+        return False
+    return remote.hash != EMPTY_MD5
+
+
+def use_slo(size: int, threshold: int) -> bool:
+    return size > threshold
+
+
+def delete_guard(
+    *, folder_ok: bool, local_files: int, remote_objects: int, deletes: int, limit: int
+) -> str | None:
+    """Why deletes must not run for a folder, or None when they may.
+
+    An unmounted disk or an emptied folder looks exactly like "the user deleted
+    everything"; a mirror must not wipe the bucket for it.
+    """
+    if deletes == 0:
+        return None
+    if not folder_ok:
+        return "the folder is missing or unreadable"
+    if local_files == 0 and remote_objects > 0:
+        return "the folder is empty while the bucket holds objects under its prefix"
+    if deletes > limit:
+        return f"{deletes} deletes exceed delete.max_per_run ({limit})"
+    return None

@@ -1,0 +1,99 @@
+"""Counting what a run did, a live progress line on a terminal, and the final summary."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from kcsync.units import format_size
+
+
+@dataclass
+class Stats:
+    """Thread-safe counters of one run; workers and the reconcile both add to them."""
+
+    planned_files: int = 0
+    planned_bytes: int = 0
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    sent_bytes: int = 0
+    adopted: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    bad: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    refused_deletes: int = 0
+    started: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
+
+    def add_bad(self, path: str, reason: str) -> None:
+        with self._lock:
+            self.bad.append((path, reason))
+
+    def add_failed(self, key: str, error: str) -> None:
+        with self._lock:
+            self.failed.append((key, error))
+
+    @property
+    def done_files(self) -> int:
+        return self.uploaded + self.adopted
+
+    def summary(self) -> str:
+        elapsed = time.monotonic() - self.started
+        rate = self.sent_bytes / elapsed if elapsed > 0 else 0.0
+        parts = [
+            f"{self.uploaded} uploaded ({format_size(self.uploaded_bytes)}, {format_size(rate)}/s)",
+            f"{self.adopted} already present",
+            f"{self.deleted} deleted",
+            f"{self.unchanged} unchanged",
+        ]
+        if self.refused_deletes:
+            parts.append(f"{self.refused_deletes} deletes refused by the guard")
+        if self.bad:
+            parts.append(f"{len(self.bad)} skipped")
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        return f"kcsync: {', '.join(parts)} in {elapsed:.1f}s"
+
+
+class ProgressLine:
+    """Redraws one status line on a terminal twice a second; silent elsewhere."""
+
+    def __init__(self, stats: Stats, stream: TextIO = sys.stderr, interval: float = 0.5) -> None:
+        self._stats = stats
+        self._stream = stream
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.enabled = stream.isatty()
+
+    def start(self) -> None:
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, name="kcsync-progress", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            s = self._stats
+            elapsed = max(time.monotonic() - s.started, 1e-6)
+            self._stream.write(
+                f"\r\x1b[K{s.done_files}/{s.planned_files} files  "
+                f"{format_size(s.sent_bytes)}/{format_size(s.planned_bytes)}  "
+                f"{format_size(s.sent_bytes / elapsed)}/s"
+            )
+            self._stream.flush()

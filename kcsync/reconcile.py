@@ -1,0 +1,197 @@
+"""A full pass: merge the local scan, the listing and the index, and turn differences into
+jobs (DESIGN §2). Memory stays flat: every stream is read lazily, in name order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import structlog
+
+from kcsync import plan
+from kcsync.apply import CHECK, DELETE, UPLOAD, job_payload
+from kcsync.config import FolderConfig
+from kcsync.localfs import FolderUnavailable, folder_path_for, is_excluded_path, scan
+from kcsync.merge import OrderError, merge3
+from kcsync.model import BadEntry, IndexEntry, LocalEntry, RemoteEntry, RemoteSignature
+from kcsync.progress import Stats
+from kcsync.store.index import Index
+from kcsync.swift.client import SwiftClient
+
+log = structlog.get_logger("kcsync.reconcile")
+
+
+class Sink(Protocol):
+    """Where decisions go: the job queue and index in a real run, stdout in a dry run."""
+
+    def enqueue(self, key: str, op: str, payload: dict[str, object], size: int) -> None: ...
+    def adopt(self, entry: IndexEntry) -> None: ...
+    def forget(self, key: str) -> None: ...
+
+
+@dataclass
+class Report:
+    drift: int = 0  # paths that needed work
+    folder_errors: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # why deletes were refused
+
+
+@dataclass
+class _FolderPass:
+    local_files: int = 0
+    remote_objects: int = 0
+    deletes: list[tuple[str, RemoteEntry]] = field(default_factory=list)
+    delete_count: int = 0
+    protected: set[str] = field(default_factory=set)
+    protected_prefixes: list[str] = field(default_factory=list)
+
+    def is_protected(self, key: str) -> bool:
+        return key in self.protected or any(key.startswith(p) for p in self.protected_prefixes)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        folders: tuple[FolderConfig, ...],
+        client: SwiftClient,
+        container: str,
+        index: Index,
+        sink: Sink,
+        stats: Stats,
+        *,
+        mirror: bool,
+        max_deletes: int,
+        max_name_bytes: int,
+        page_size: int,
+    ) -> None:
+        self._folders = folders
+        self._client = client
+        self._container = container
+        self._index = index
+        self._sink = sink
+        self._stats = stats
+        self._mirror = mirror
+        self._max_deletes = max_deletes
+        self._max_name_bytes = max_name_bytes
+        self._page_size = page_size
+
+    def run(self) -> Report:
+        report = Report()
+        deletes: list[tuple[FolderConfig, str, RemoteEntry]] = []
+        for folder in self._folders:
+            try:
+                fp = self._folder(folder, report)
+            except (FolderUnavailable, OrderError) as exc:
+                report.folder_errors.append(str(exc))
+                log.error("folder skipped", folder=str(folder.path), error=str(exc))
+                continue
+            why = plan.delete_guard(
+                folder_ok=True,
+                local_files=fp.local_files,
+                remote_objects=fp.remote_objects,
+                deletes=fp.delete_count,
+                limit=self._max_deletes,
+            )
+            if why:
+                self._refuse(report, fp.delete_count, f"{folder.path}: {why}")
+                continue
+            deletes.extend((folder, k, r) for k, r in fp.deletes)
+        if len(deletes) > self._max_deletes:
+            self._refuse(
+                report,
+                len(deletes),
+                f"{len(deletes)} deletes exceed delete.max_per_run ({self._max_deletes})",
+            )
+            deletes = []
+        for folder, key, remote in deletes:
+            path = folder_path_for(folder, key)
+            self._sink.enqueue(
+                key,
+                DELETE,
+                job_payload(
+                    path=str(path) if path else None,
+                    remote=remote,
+                    reason="file removed",
+                    large=remote.may_be_large_object,
+                ),
+                0,
+            )
+        report.drift += len(deletes)
+        return report
+
+    def _refuse(self, report: Report, count: int, why: str) -> None:
+        report.refused.append(why)
+        self._stats.add(refused_deletes=count)
+        log.error("deletes refused", count=count, reason=why)
+
+    def _folder(self, folder: FolderConfig, report: Report) -> _FolderPass:
+        fp = _FolderPass()
+        merged = merge3(
+            self._local(folder, fp),
+            lambda e: e.key,
+            self._remote(folder, fp),
+            lambda e: e.name,
+            self._index.iter_sorted(folder.prefix),
+            lambda e: e.key,
+        )
+        for key, local, remote, entry in merged:
+            decision = plan.decide(local, remote, entry, mirror=self._mirror)
+            action = decision.action
+            if action is plan.Action.SKIP:
+                self._stats.add(unchanged=1 if local else 0)
+                continue
+            report.drift += action is not plan.Action.FORGET
+            if action is plan.Action.FORGET:
+                self._sink.forget(key)
+            elif action is plan.Action.ADOPT:
+                assert entry is not None and remote is not None
+                signature = RemoteSignature(remote.hash, remote.bytes, None)
+                self._sink.adopt(replace(entry, remote=signature))
+                self._stats.add(unchanged=1)
+            elif action is plan.Action.DELETE:
+                assert remote is not None
+                # A file the scan could not read may well exist: never delete its object.
+                # (Its BadEntry sorts before this name, so it is already known here.)
+                if fp.is_protected(key):
+                    continue
+                fp.delete_count += 1
+                # Keep one more than the limit: enough to run them or to refuse them all.
+                if len(fp.deletes) <= self._max_deletes:
+                    fp.deletes.append((key, remote))
+            else:
+                assert local is not None
+                op = UPLOAD if action is plan.Action.UPLOAD else CHECK
+                payload = job_payload(path=local.path, remote=remote, reason=decision.reason)
+                self._sink.enqueue(key, op, payload, local.size)
+        return fp
+
+    def _local(self, folder: FolderConfig, fp: _FolderPass) -> Iterator[LocalEntry]:
+        for item in scan(folder, max_name_bytes=self._max_name_bytes):
+            if isinstance(item, BadEntry):
+                self._bad(item, fp)
+                continue
+            fp.local_files += 1
+            yield item
+
+    def _bad(self, item: BadEntry, fp: _FolderPass) -> None:
+        self._stats.add_bad(item.path, item.reason)
+        log.warning("skipped", path=item.path, reason=item.reason)
+        if item.protects_prefix:
+            fp.protected_prefixes.append(item.protects)
+        elif item.protects:
+            fp.protected.add(item.protects)
+
+    def _remote(self, folder: FolderConfig, fp: _FolderPass) -> Iterator[RemoteEntry]:
+        for remote in self._client.list_objects(
+            self._container, prefix=folder.prefix, page_size=self._page_size
+        ):
+            rel = remote.name[len(folder.prefix) :]
+            if folder_path_for(folder, remote.name) is None or is_excluded_path(
+                rel, folder.exclude
+            ):
+                # Not a name a file of this folder could have (or excluded): not ours to
+                # judge, so never deleted.
+                continue
+            fp.remote_objects += 1
+            yield remote

@@ -1,0 +1,129 @@
+"""Getting and keeping a token: KakaoCloud IAM, Swift v1 auth, or a fixed token.
+
+One Authenticator is shared by all worker threads. It refreshes a token a few minutes
+before it expires and once when the server answers 401, and never lets two threads
+authenticate at the same time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import requests
+
+from kcsync.config import AuthConfig, KakaoAuth, TokenAuth, V1Auth
+from kcsync.errors import AuthError, TransientRemoteError
+
+# Refresh this long before the server says the token expires, so a request that starts just
+# before expiry does not arrive just after it.
+REFRESH_MARGIN = 300.0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    token: str = field(repr=False)
+    storage_url: str
+    expires_at: float | None  # epoch seconds; None when the server did not say
+
+
+class Authenticator:
+    def __init__(
+        self,
+        config: AuthConfig,
+        session: requests.Session,
+        *,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._session = session
+        self._timeout = timeout
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._current: Credentials | None = None
+
+    def credentials(self) -> Credentials:
+        with self._lock:
+            creds = self._current
+            if creds is None or self._expiring(creds):
+                creds = self._current = self._authenticate()
+            return creds
+
+    def invalidate(self, token: str) -> None:
+        """Forget ``token`` after a 401, unless another thread already replaced it."""
+        with self._lock:
+            if self._current is not None and self._current.token == token:
+                self._current = None
+
+    def _expiring(self, creds: Credentials) -> bool:
+        return creds.expires_at is not None and self._clock() >= creds.expires_at - REFRESH_MARGIN
+
+    def _authenticate(self) -> Credentials:
+        cfg = self._config
+        try:
+            if isinstance(cfg, V1Auth):
+                return self._v1(cfg)
+            if isinstance(cfg, KakaoAuth):
+                return self._kakao(cfg)
+        except requests.RequestException as exc:
+            raise TransientRemoteError(f"auth: cannot reach the auth endpoint: {exc}") from None
+        assert isinstance(cfg, TokenAuth)
+        return Credentials(token=cfg.token, storage_url=cfg.storage_url, expires_at=None)
+
+    def _v1(self, cfg: V1Auth) -> Credentials:
+        resp = self._session.get(
+            cfg.url,
+            headers={"X-Auth-User": cfg.user, "X-Auth-Key": cfg.key},
+            timeout=self._timeout,
+        )
+        _raise_for_auth(resp, cfg.url)
+        token = resp.headers.get("X-Auth-Token")
+        storage_url = resp.headers.get("X-Storage-Url")
+        if not token or not storage_url:
+            raise AuthError(f"auth: {cfg.url} answered without X-Auth-Token/X-Storage-Url")
+        expires = resp.headers.get("X-Auth-Token-Expires")
+        expires_at = self._clock() + float(expires) if expires else None
+        return Credentials(token=token, storage_url=storage_url.rstrip("/"), expires_at=expires_at)
+
+    def _kakao(self, cfg: KakaoAuth) -> Credentials:
+        url = f"{cfg.identity_url}/auth/tokens"
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["application_credential"],
+                    "application_credential": {"id": cfg.access_key_id, "secret": cfg.secret},
+                }
+            }
+        }
+        resp = self._session.post(url, json=body, timeout=self._timeout)
+        _raise_for_auth(resp, url)
+        token = resp.headers.get("X-Subject-Token")
+        try:
+            data = resp.json()["token"]
+            project_id = data["project"]["id"]
+            expires_at = parse_rfc3339(data["expires_at"])
+        except (ValueError, KeyError, TypeError):
+            raise AuthError(f"auth: {url} answered with an unexpected body") from None
+        if not token:
+            raise AuthError(f"auth: {url} answered without X-Subject-Token")
+        storage_url = (
+            cfg.storage_url or f"https://objectstorage.{cfg.region}.kakaocloud.com/v1/{project_id}"
+        )
+        return Credentials(token=token, storage_url=storage_url, expires_at=expires_at)
+
+
+def parse_rfc3339(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _raise_for_auth(resp: requests.Response, url: str) -> None:
+    if resp.status_code in (401, 403):
+        raise AuthError(f"auth: {url} refused the credentials ({resp.status_code})", 401)
+    if resp.status_code >= 500 or resp.status_code in (408, 429):
+        raise TransientRemoteError(f"auth: {url} answered {resp.status_code}", resp.status_code)
+    if resp.status_code >= 300:
+        raise AuthError(f"auth: {url} answered {resp.status_code}", resp.status_code)

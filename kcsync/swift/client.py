@@ -1,0 +1,346 @@
+"""The Swift API calls a sync needs, over one pooled requests.Session.
+
+Request-level retries live here (DESIGN §2): connection errors and the statuses in
+``retry.RETRY_STATUSES`` are retried a few times with jittered backoff, honouring
+Retry-After and rewinding the body. A 401 re-authenticates once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import requests
+import structlog
+
+from kcsync.errors import AuthError, NotFoundError, RemoteError, TransientRemoteError
+from kcsync.model import ObjectFacts, RemoteEntry
+from kcsync.swift.auth import Authenticator
+from kcsync.swift.retry import RETRY_STATUSES, Backoff, retry_after
+
+log = structlog.get_logger("kcsync.swift")
+
+
+class Body(Protocol):
+    """A request body that can be sent again after a failed attempt."""
+
+    def __len__(self) -> int: ...
+    def read(self, n: int = -1) -> bytes: ...
+    def rewind(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What /info says; the defaults are Swift's own when /info is unavailable."""
+
+    max_object_name_length: int = 1024
+    container_listing_limit: int = 10000
+    max_file_size: int = 5 * 1024**3
+    max_manifest_segments: int = 1000
+    min_segment_size: int = 1
+    max_meta_value_length: int = 256
+    slo: bool = True
+
+    @classmethod
+    def from_info(cls, info: Mapping[str, Any]) -> ServerLimits:
+        swift = info.get("swift") or {}
+        slo = info.get("slo")
+        d = cls()
+        return cls(
+            max_object_name_length=int(
+                swift.get("max_object_name_length", d.max_object_name_length)
+            ),
+            container_listing_limit=int(
+                swift.get("container_listing_limit", d.container_listing_limit)
+            ),
+            max_file_size=int(swift.get("max_file_size", d.max_file_size)),
+            max_manifest_segments=int(
+                (slo or {}).get("max_manifest_segments", d.max_manifest_segments)
+            ),
+            min_segment_size=int((slo or {}).get("min_segment_size", d.min_segment_size)),
+            max_meta_value_length=int(swift.get("max_meta_value_length", d.max_meta_value_length)),
+            slo=slo is not None,
+        )
+
+
+def info_url(storage_url: str) -> str:
+    """/info sits beside the /v1 path: host/info on Swift, host/swift/info on RGW."""
+    head, sep, _ = storage_url.rpartition("/v1")
+    return f"{head if sep else storage_url}/info"
+
+
+def quote_name(name: str) -> str:
+    return quote(name.encode("utf-8"), safe="/")
+
+
+def strip_quotes(etag: str | None) -> str:
+    return (etag or "").strip().strip('"')
+
+
+class SwiftClient:
+    def __init__(
+        self,
+        auth: Authenticator,
+        session: requests.Session,
+        *,
+        timeout: float = 60.0,
+        attempts: int = 5,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._auth = auth
+        self._session = session
+        self._timeout = timeout
+        self._attempts = attempts
+        self._backoff = backoff or Backoff()
+        self._count_lock = threading.Lock()
+        self._sleep = sleep
+        self.request_count = 0  # read by tests and benchmarks: what a run cost
+        self.requests_by_method: dict[str, int] = {}
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _url(self, storage_url: str, container: str | None, name: str | None) -> str:
+        url = storage_url
+        if container is not None:
+            url += "/" + quote_name(container)
+        if name is not None:
+            url += "/" + quote_name(name)
+        return url
+
+    def request(
+        self,
+        method: str,
+        container: str | None = None,
+        name: str | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | Body | None = None,
+        url: str | None = None,
+        ok: tuple[int, ...] = (),
+    ) -> requests.Response:
+        """Send one request with retries; return a 2xx answer (or one of ``ok``) or raise."""
+        reauthenticated = False
+        attempt = 0
+        while True:
+            creds = self._auth.credentials()
+            target = url or self._url(creds.storage_url, container, name)
+            all_headers = {"X-Auth-Token": creds.token, **(headers or {})}
+            if body is not None:
+                all_headers["Content-Length"] = str(len(body))
+                if not isinstance(body, bytes):
+                    body.rewind()
+            with self._count_lock:
+                self.request_count += 1
+                self.requests_by_method[method] = self.requests_by_method.get(method, 0) + 1
+            try:
+                resp = self._session.request(
+                    method,
+                    target,
+                    params=params,
+                    headers=all_headers,
+                    data=body,
+                    timeout=self._timeout,
+                )
+            except requests.RequestException as exc:
+                error: RemoteError = TransientRemoteError(f"{method} {target}: {exc}")
+                wait = None
+            else:
+                if 200 <= resp.status_code < 300 or resp.status_code in ok:
+                    return resp
+                if resp.status_code == 401 and not reauthenticated:
+                    # The token expired early or was revoked: one fresh token, then give up.
+                    self._auth.invalidate(creds.token)
+                    reauthenticated = True
+                    continue
+                error = _error_for(method, target, resp)
+                if not isinstance(error, TransientRemoteError):
+                    raise error
+                wait = retry_after(resp.headers.get("Retry-After"))
+            attempt += 1
+            if attempt >= self._attempts:
+                raise error
+            delay = wait if wait is not None else self._backoff.delay(attempt)
+            log.debug("retrying", method=method, error=str(error), delay=round(delay, 2))
+            self._sleep(delay)
+
+    # -- account and container --------------------------------------------------------------
+
+    def limits(self) -> ServerLimits:
+        creds = self._auth.credentials()
+        try:
+            resp = self.request("GET", url=info_url(creds.storage_url))
+            return ServerLimits.from_info(resp.json())
+        except (NotFoundError, ValueError):
+            log.warning("no /info on the server; using Swift's default limits")
+            return ServerLimits()
+
+    def container_exists(self, container: str) -> bool:
+        resp = self.request("HEAD", container, ok=(404,))
+        return resp.status_code != 404
+
+    def create_container(self, container: str) -> None:
+        self.request("PUT", container, body=b"")
+
+    def list_objects(
+        self, container: str, *, prefix: str = "", marker: str = "", page_size: int = 1000
+    ) -> Iterator[RemoteEntry]:
+        """Every object under ``prefix`` in name order.
+
+        Stops only on an empty page: RGW silently caps ``limit`` at 1000 even when more was
+        asked for, so a short page does not mean the end (DESIGN §5).
+        """
+        while True:
+            params = {"format": "json", "limit": str(page_size), "marker": marker}
+            if prefix:
+                params["prefix"] = prefix
+            page = self.request("GET", container, params=params).json()
+            if not page:
+                return
+            for item in page:
+                if "name" not in item:  # a "subdir" pseudo-entry; we never ask for those
+                    continue
+                yield parse_listing_entry(item)
+            marker = page[-1].get("name") or page[-1].get("subdir", "")
+
+    # -- objects ----------------------------------------------------------------------------
+
+    def put_object(
+        self,
+        container: str,
+        name: str,
+        body: bytes | Body,
+        *,
+        etag: str | None,
+        headers: Mapping[str, str],
+    ) -> str:
+        """PUT one object; with ``etag`` the server refuses (422) a body that does not match.
+
+        The ETag goes unquoted: RGW answers 422 to a quoted one.
+        """
+        all_headers = dict(headers)
+        if etag:
+            all_headers["ETag"] = etag
+        resp = self.request("PUT", container, name, headers=all_headers, body=body)
+        return strip_quotes(resp.headers.get("Etag"))
+
+    def head_object(self, container: str, name: str) -> ObjectFacts | None:
+        resp = self.request("HEAD", container, name, ok=(404,))
+        if resp.status_code == 404:
+            return None
+        h = resp.headers
+        mtime = h.get("X-Object-Meta-Mtime")
+        segment_size = h.get("X-Object-Meta-Kcsync-Segment-Size")
+        try:
+            mtime_value = float(mtime) if mtime else None
+        except ValueError:
+            mtime_value = None
+        return ObjectFacts(
+            size=int(h.get("Content-Length", "0")),
+            etag=strip_quotes(h.get("Etag")),
+            mtime=mtime_value,
+            md5=h.get("X-Object-Meta-Kcsync-Md5"),
+            segment_size=int(segment_size) if segment_size and segment_size.isdigit() else None,
+            is_slo=h.get("X-Static-Large-Object", "").lower() == "true",
+            dlo_manifest=h.get("X-Object-Manifest"),
+        )
+
+    def get_slo_segments(self, container: str, name: str) -> list[tuple[int, str]] | None:
+        """(size, md5) of each segment from the stored manifest; None where the server
+        does not show it (RGW answers an empty body)."""
+        resp = self.request("GET", container, name, params={"multipart-manifest": "get"}, ok=(404,))
+        if resp.status_code == 404 or not resp.content.strip():
+            return None
+        try:
+            items = resp.json()
+            return [
+                (int(i.get("bytes", i.get("size_bytes"))), str(i.get("hash", i.get("etag"))))
+                for i in items
+            ]
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+    def delete_object(self, container: str, name: str) -> bool:
+        """Plain DELETE; False when there was nothing to delete."""
+        return self.request("DELETE", container, name, ok=(404,)).status_code != 404
+
+    def delete_slo(self, container: str, name: str) -> int:
+        """Delete a manifest and its segments; return how many objects went.
+
+        The answer is 200 even when nothing was deleted, so the body is the only witness.
+        """
+        resp = self.request(
+            "DELETE",
+            container,
+            name,
+            params={"multipart-manifest": "delete"},
+            headers={"Accept": "application/json"},
+            ok=(404,),
+        )
+        if resp.status_code == 404 or not resp.content.strip():
+            return 0
+        try:
+            result = resp.json()
+        except ValueError:
+            raise RemoteError(f"multipart delete of {name}: unreadable answer") from None
+        errors = result.get("Errors") or []
+        if errors:
+            raise TransientRemoteError(f"multipart delete of {name}: {errors[:3]}")
+        return int(result.get("Number Deleted", 0))
+
+    def copy_object(self, container: str, src: str, dst: str, headers: Mapping[str, str]) -> str:
+        resp = self.request(
+            "PUT",
+            container,
+            dst,
+            headers={"X-Copy-From": f"/{quote_name(container)}/{quote_name(src)}", **headers},
+            body=b"",
+        )
+        return strip_quotes(resp.headers.get("Etag"))
+
+    def put_manifest(
+        self, container: str, name: str, manifest: bytes, headers: Mapping[str, str]
+    ) -> str:
+        """PUT an SLO manifest, with no ETag header (RGW answers 422 to the correct one).
+
+        The caller compares the returned Etag with the md5 of segment md5s instead.
+        """
+        resp = self.request(
+            "PUT",
+            container,
+            name,
+            params={"multipart-manifest": "put"},
+            headers=dict(headers),
+            body=manifest,
+        )
+        return strip_quotes(resp.headers.get("Etag"))
+
+
+def parse_listing_entry(item: Mapping[str, Any]) -> RemoteEntry:
+    slo_etag = item.get("slo_etag")
+    return RemoteEntry(
+        name=str(item["name"]),
+        hash=str(item.get("hash", "")),
+        bytes=int(item.get("bytes", 0)),
+        last_modified=str(item.get("last_modified", "")),
+        content_type=item.get("content_type"),
+        slo_etag=strip_quotes(slo_etag) if slo_etag else None,
+    )
+
+
+def _error_for(method: str, url: str, resp: requests.Response) -> RemoteError:
+    status = resp.status_code
+    detail = resp.text[:200].strip() if method != "HEAD" else ""
+    message = f"{method} {url}: {status} {resp.reason}" + (f": {detail}" if detail else "")
+    if status in RETRY_STATUSES:
+        return TransientRemoteError(message, status)
+    if status == 401:
+        return AuthError(message, status)
+    if status == 404:
+        return NotFoundError(message)
+    return RemoteError(message, status)

@@ -1,0 +1,213 @@
+"""Sending one file: a single PUT, or an SLO of segments with the manifest last (DESIGN §4)."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import threading
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import structlog
+
+from kcsync.errors import FileChangedError, RemoteError
+from kcsync.localfs import FileSlice, check_unchanged, hash_file, open_file, printable, read_small
+from kcsync.model import LocalEntry, RemoteSignature
+from kcsync.swift.client import ServerLimits, SwiftClient
+from kcsync.swift.slo import (
+    format_mtime,
+    is_segment_of,
+    manifest_body,
+    plan_segments,
+    segment_name,
+    segment_prefix,
+    slo_etag,
+)
+
+log = structlog.get_logger("kcsync.transfer")
+
+# Files up to this size are read into memory once, hashed and sent from there; bigger
+# plain files are hashed first and then streamed, so memory stays bounded.
+SMALL_READ = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    md5: str
+    segment_size: int
+    slo_etag: str | None
+    remote: RemoteSignature
+    bytes_sent: int
+
+
+def object_headers(entry: LocalEntry, md5: str) -> dict[str, str]:
+    """kcsync's own facts, stored on every object so a lost index can be rebuilt (§3)."""
+    content_type, _ = mimetypes.guess_type(entry.key, strict=False)
+    return {
+        "Content-Type": content_type or "application/octet-stream",
+        "X-Object-Meta-Mtime": format_mtime(entry.mtime_ns),
+        "X-Object-Meta-Kcsync-Md5": md5,
+    }
+
+
+class Transfer:
+    def __init__(
+        self,
+        client: SwiftClient,
+        container: str,
+        segments_container: str,
+        limits: ServerLimits,
+        *,
+        segment_size: int,
+        segment_workers: int,
+    ) -> None:
+        self._client = client
+        self._container = container
+        self._segments = segments_container
+        self._limits = limits
+        self._segment_size = segment_size
+        self._workers = segment_workers
+        # Segments held in memory across all concurrent SLO uploads; caps RSS at about
+        # workers x segment size however many large files are in flight.
+        self._slots = threading.BoundedSemaphore(segment_workers)
+        self._pool = ThreadPoolExecutor(segment_workers, thread_name_prefix="kcsync-segment")
+        self._segments_ready = False
+        self._segments_lock = threading.Lock()
+
+    def _ensure_segments_container(self) -> None:
+        """Created on the first large file only: most users never need it."""
+        with self._segments_lock:
+            if not self._segments_ready:
+                if not self._client.container_exists(self._segments):
+                    self._client.create_container(self._segments)
+                self._segments_ready = True
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def put(self, entry: LocalEntry, known_md5: str | None = None) -> Uploaded:
+        if entry.size <= SMALL_READ:
+            data = read_small(entry)
+            md5 = hashlib.md5(data).hexdigest()
+            etag = self._put_checked(entry, data, md5)
+        else:
+            md5 = known_md5 or hash_file(entry)[0]
+            body = FileSlice(entry, 0, entry.size)
+            try:
+                etag = self._put_checked(entry, body, md5)
+            finally:
+                body.close()
+            check_unchanged(entry)
+        if etag and etag != md5:
+            raise RemoteError(f"{entry.key}: server stored Etag {etag}, expected {md5}")
+        return Uploaded(md5, 0, None, RemoteSignature(md5, entry.size, None), entry.size)
+
+    def _put_checked(self, entry: LocalEntry, body: bytes | FileSlice, md5: str) -> str:
+        try:
+            return self._client.put_object(
+                self._container, entry.key, body, etag=md5, headers=object_headers(entry, md5)
+            )
+        except RemoteError as exc:
+            if exc.status == 422:  # the bytes sent did not hash to md5: the file changed
+                raise FileChangedError(f"{printable(entry.path)}: changed while sent") from exc
+            raise
+
+    def put_slo(self, entry: LocalEntry) -> Uploaded:
+        plan = plan_segments(
+            entry.size,
+            self._segment_size,
+            max_segments=self._limits.max_manifest_segments,
+            max_segment_size=self._limits.max_file_size,
+            min_segment_size=self._limits.min_segment_size,
+        )
+        prefix = segment_prefix(entry.key, entry.mtime_ns, entry.size, plan.segment_size)
+        self._ensure_segments_container()
+        # Segments a killed upload already sent: resumed, not sent again (§4).
+        present = {
+            e.name: (e.hash, e.bytes)
+            for e in self._client.list_objects(self._segments, prefix=prefix)
+        }
+        whole = hashlib.md5()
+        md5s: list[str] = []
+        sizes: list[int] = []
+        futures: list[Future[str]] = []
+        sent = 0
+        with open_file(entry) as f:
+            for i, (_, length) in enumerate(plan.ranges(entry.size)):
+                self._slots.acquire()
+                try:
+                    data = f.read(length)
+                    if len(data) != length:
+                        raise FileChangedError(f"{printable(entry.path)}: shrank while read")
+                    whole.update(data)
+                    md5 = hashlib.md5(data).hexdigest()
+                    name = segment_name(prefix, i)
+                    md5s.append(md5)
+                    sizes.append(length)
+                    if present.get(name) == (md5, length):
+                        self._slots.release()
+                        continue
+                    fut = self._pool.submit(
+                        self._client.put_object, self._segments, name, data, etag=md5, headers={}
+                    )
+                    # Released when done or cancelled, so a failed upload leaks no slot.
+                    fut.add_done_callback(lambda _: self._slots.release())
+                    futures.append(fut)
+                    sent += length
+                except BaseException:
+                    self._slots.release()
+                    _cancel(futures)
+                    raise
+                if any(fut.done() and fut.exception() for fut in futures):
+                    break
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                if fut.exception():
+                    _cancel(futures)
+                    raise fut.exception()  # type: ignore[misc]
+            wait(futures)
+        # Verify after every byte is read: a file appended to or rewritten meanwhile must not
+        # get a manifest; its segments stay for the retry (or the orphan collector).
+        check_unchanged(entry)
+        segment_names = [segment_name(prefix, i) for i in range(plan.count)]
+        manifest = manifest_body(self._segments, list(zip(segment_names, md5s, sizes, strict=True)))
+        md5 = whole.hexdigest()
+        headers = object_headers(entry, md5)
+        headers["X-Object-Meta-Kcsync-Segment-Size"] = str(plan.segment_size)
+        expected = slo_etag(md5s)
+        etag = self._client.put_manifest(self._container, entry.key, manifest, headers)
+        if etag and etag != expected:
+            raise RemoteError(f"{entry.key}: manifest Etag {etag}, expected {expected}")
+        signature = self._listing_signature(entry, len(manifest))
+        self.remove_segments(entry.key, keep_prefix=prefix)
+        return Uploaded(md5, plan.segment_size, expected, signature, sent)
+
+    def _listing_signature(self, entry: LocalEntry, manifest_len: int) -> RemoteSignature:
+        """The listing entry of the manifest just written, so the next run can skip it with
+        no HEAD: Swift lists the SLO's total size, RGW the manifest's length (§3)."""
+        for remote in self._client.list_objects(self._container, prefix=entry.key, page_size=1):
+            if remote.name == entry.key and remote.bytes in (entry.size, manifest_len):
+                return RemoteSignature(remote.hash, remote.bytes, remote.last_modified)
+            break
+        # Not listed yet (container updates can lag): the next run HEADs once and records it.
+        return RemoteSignature("", -1, None)
+
+    def remove_segments(self, key: str, keep_prefix: str | None = None) -> int:
+        """Delete segments of ``key`` other than those under ``keep_prefix`` (older
+        versions, interrupted uploads). Only names in our exact layout are touched."""
+        removed = 0
+        self._ensure_segments_container()
+        stale = [
+            e.name
+            for e in self._client.list_objects(self._segments, prefix=f"{key}/")
+            if is_segment_of(key, e.name) and not (keep_prefix and e.name.startswith(keep_prefix))
+        ]
+        for name in stale:
+            removed += self._client.delete_object(self._segments, name)
+        return removed
+
+
+def _cancel(futures: list[Future[str]]) -> None:
+    for fut in futures:
+        fut.cancel()
+    wait(futures)

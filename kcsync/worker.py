@@ -1,0 +1,128 @@
+"""The worker pool: threads that claim jobs from the queue, run them and settle them."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+from kcsync.errors import FileChangedError, KcsyncError, LocalFileError, RemoteError
+from kcsync.store.jobs import Job, JobQueue
+
+log = structlog.get_logger("kcsync.worker")
+
+# Long enough for any single upload: leases only matter after a crash, and then the
+# restarted process (holding the state lock) frees them all at start.
+LEASE_SECONDS = 6 * 3600.0
+
+
+def job_backoff(attempt: int, cap: float, rand: Callable[[], float] = random.random) -> float:
+    """Seconds before a failed job runs again: exponential with jitter, capped."""
+    return min(cap, 2.0**attempt) * (0.5 + rand() / 2)
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        queue: JobQueue,
+        handle: Callable[[Job], None],
+        *,
+        workers: int,
+        max_attempts: int,
+        backoff_cap: float,
+        on_bad: Callable[[str, str], None],
+        on_dead: Callable[[str, str], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._queue = queue
+        self._handle = handle
+        self._workers = workers
+        self._max_attempts = max_attempts
+        self._backoff_cap = backoff_cap
+        self._on_bad = on_bad
+        self._on_dead = on_dead
+        self._clock = clock
+        self._stop = threading.Event()
+        self._wake = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    def start(self) -> None:
+        for i in range(self._workers):
+            t = threading.Thread(target=self._loop, name=f"kcsync-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake()
+        for t in self._threads:
+            t.join()
+
+    def idle(self) -> bool:
+        """No job running and none waiting (dead jobs excepted)."""
+        with self._busy_lock:
+            return self._busy == 0 and self._queue.outstanding() == 0
+
+    def wait_idle(self, *, poll: float = 0.05) -> None:
+        while not self.idle():
+            with self._wake:
+                self._wake.wait(poll)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._busy_lock:
+                job = self._queue.claim(now=self._clock(), lease=LEASE_SECONDS)
+                if job is not None:
+                    self._busy += 1
+            if job is None:
+                self._sleep_until_work()
+                continue
+            try:
+                self._run(job)
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
+                self.wake()
+
+    def _sleep_until_work(self) -> None:
+        ready = self._queue.next_ready_at()
+        delay = 0.5 if ready is None else min(0.5, max(0.0, ready - self._clock()))
+        with self._wake:
+            self._wake.wait(max(delay, 0.01))
+
+    def _run(self, job: Job) -> None:
+        try:
+            self._handle(job)
+        except FileChangedError as exc:
+            # Still being written: come back soon; not a fault of the server.
+            self._fail(job, str(exc), delay=1.0)
+        except LocalFileError as exc:
+            self._on_bad(job.key, str(exc))
+            self._queue.complete(job, now=self._clock())
+        except RemoteError as exc:
+            self._fail(job, str(exc), delay=job_backoff(job.attempts + 1, self._backoff_cap))
+        except KcsyncError as exc:
+            self._fail(job, str(exc), delay=job_backoff(job.attempts + 1, self._backoff_cap))
+        except Exception as exc:  # a bug must not kill the worker; keep the job, report it
+            log.exception("job crashed", object=job.key, op=job.op)
+            self._fail(job, f"{type(exc).__name__}: {exc}", delay=self._backoff_cap)
+        else:
+            self._queue.complete(job, now=self._clock())
+
+    def _fail(self, job: Job, error: str, *, delay: float) -> None:
+        now = self._clock()
+        dead = self._queue.fail(
+            job, error, now=now, retry_at=now + delay, max_attempts=self._max_attempts
+        )
+        log.warning("job failed", object=job.key, op=job.op, error=error, dead=dead)
+        if dead:
+            self._on_dead(job.key, error)
