@@ -33,14 +33,30 @@ class Outcome:
 
 
 def job_payload(
-    *, path: str | None, remote: RemoteEntry | None, reason: str, large: bool = False
+    *,
+    path: str | None,
+    remote: RemoteEntry | None,
+    reason: str,
+    large: bool = False,
+    basis: IndexEntry | bool | None = False,
 ) -> dict[str, Any]:
-    return {
+    """``basis`` is the index entry the decision was made on (None: there was none);
+    False when the job does not come from a comparison (a watcher event)."""
+    payload: dict[str, Any] = {
         "path": path,
         "remote": asdict(remote) if remote else None,
         "reason": reason,
         "large": large,
     }
+    if basis is not False:
+        payload["basis"] = _basis(basis if isinstance(basis, IndexEntry) else None)
+    return payload
+
+
+def _basis(entry: IndexEntry | None) -> list[Any] | None:
+    if entry is None:
+        return None
+    return [entry.size, entry.mtime_ns, entry.inode, entry.md5, entry.remote.hash]
 
 
 class Applier:
@@ -67,6 +83,11 @@ class Applier:
             return self._delete(key, payload.get("path"), remote, bool(payload.get("large")))
         local = restat(LocalEntry(key, str(payload["path"]), 0, 0, 0, 0))
         previous = self._index.get(key)
+        moved_on = "basis" in payload and payload["basis"] != _basis(previous)
+        if moved_on and previous is not None and previous.stat_matches(local):
+            # Another job (say, one left by a killed run) synced this very file after the
+            # reconcile looked: the work is done.
+            return Outcome("nothing", key, 0, "already synced")
         if op == CHECK and remote is not None:
             return self._check(local, remote, previous)
         return self._upload(local, previous, None, str(payload.get("reason", "")))

@@ -162,7 +162,9 @@ class Reconciler:
             else:
                 assert local is not None
                 op = UPLOAD if action is plan.Action.UPLOAD else CHECK
-                payload = job_payload(path=local.path, remote=remote, reason=decision.reason)
+                payload = job_payload(
+                    path=local.path, remote=remote, reason=decision.reason, basis=entry
+                )
                 self._sink.enqueue(key, op, payload, local.size)
         return fp
 

@@ -19,7 +19,7 @@ from kcsync.config import AuthConfig, KakaoAuth, TokenAuth, V1Auth
 from kcsync.errors import AuthError, TransientRemoteError
 
 # Refresh this long before the server says the token expires, so a request that starts just
-# before expiry does not arrive just after it.
+# before expiry does not arrive just after it; a tenth of the lifetime for short-lived tokens.
 REFRESH_MARGIN = 300.0
 
 
@@ -28,6 +28,13 @@ class Credentials:
     token: str = field(repr=False)
     storage_url: str
     expires_at: float | None  # epoch seconds; None when the server did not say
+    issued_at: float = 0.0
+
+    def refresh_at(self) -> float | None:
+        if self.expires_at is None:
+            return None
+        margin = min(REFRESH_MARGIN, (self.expires_at - self.issued_at) / 10)
+        return self.expires_at - margin
 
 
 class Authenticator:
@@ -60,7 +67,8 @@ class Authenticator:
                 self._current = None
 
     def _expiring(self, creds: Credentials) -> bool:
-        return creds.expires_at is not None and self._clock() >= creds.expires_at - REFRESH_MARGIN
+        refresh_at = creds.refresh_at()
+        return refresh_at is not None and self._clock() >= refresh_at
 
     def _authenticate(self) -> Credentials:
         cfg = self._config
@@ -87,7 +95,12 @@ class Authenticator:
             raise AuthError(f"auth: {cfg.url} answered without X-Auth-Token/X-Storage-Url")
         expires = resp.headers.get("X-Auth-Token-Expires")
         expires_at = self._clock() + float(expires) if expires else None
-        return Credentials(token=token, storage_url=storage_url.rstrip("/"), expires_at=expires_at)
+        return Credentials(
+            token=token,
+            storage_url=storage_url.rstrip("/"),
+            expires_at=expires_at,
+            issued_at=self._clock(),
+        )
 
     def _kakao(self, cfg: KakaoAuth) -> Credentials:
         url = f"{cfg.identity_url}/auth/tokens"
@@ -113,7 +126,9 @@ class Authenticator:
         storage_url = (
             cfg.storage_url or f"https://objectstorage.{cfg.region}.kakaocloud.com/v1/{project_id}"
         )
-        return Credentials(token=token, storage_url=storage_url, expires_at=expires_at)
+        return Credentials(
+            token=token, storage_url=storage_url, expires_at=expires_at, issued_at=self._clock()
+        )
 
 
 def parse_rfc3339(value: str) -> float:

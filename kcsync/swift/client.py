@@ -199,7 +199,10 @@ class SwiftClient:
             params = {"format": "json", "limit": str(page_size), "marker": marker}
             if prefix:
                 params["prefix"] = prefix
-            page = self.request("GET", container, params=params).json()
+            resp = self.request("GET", container, params=params, ok=(404,))
+            if resp.status_code == 404:  # no container yet: nothing in it
+                return
+            page = resp.json()
             if not page:
                 return
             for item in page:

@@ -1,0 +1,147 @@
+"""Large files as SLOs: layout, overwrite, resume, and a file changing while it is read."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kcsync import localfs, transfer
+from kcsync.errors import FileChangedError
+from kcsync.model import LocalEntry
+from kcsync.swift.slo import is_segment_of, slo_etag
+from tests.e2e.harness import REPO, Env
+
+pytestmark = pytest.mark.server
+SEG = 256 * 1024
+
+
+def segments_of(env: Env, name: str) -> list[str]:
+    return [s for s in env.names(f"{env.bucket}_segments") if is_segment_of(name, s)]
+
+
+def test_large_file_is_an_slo_readable_by_swiftclient(env: Env) -> None:
+    data = os.urandom(5 * SEG + 1234)
+    env.write("big.bin", data)
+
+    result = env.run()
+
+    assert result.code == 0, result.stderr
+    assert env.download("files/big.bin") == data
+    head = env.head("files/big.bin")
+    assert head["x-static-large-object"].lower() == "true"
+    assert int(head["content-length"]) == len(data)
+    parts = [hashlib.md5(data[i : i + SEG]).hexdigest() for i in range(0, len(data), SEG)]
+    assert head["etag"].strip('"') == slo_etag(parts)
+    assert head["x-object-meta-kcsync-md5"] == hashlib.md5(data).hexdigest()
+    assert len(segments_of(env, "files/big.bin")) == 6
+    assert env.names() == ["files/big.bin"]  # segments live in their own container
+
+
+def test_overwrite_removes_old_segments_and_delete_removes_the_rest(env: Env) -> None:
+    env.write("keep.txt", b"so the folder is not empty (the guard would refuse)")
+    env.write("big.bin", os.urandom(3 * SEG))
+    assert env.run().code == 0
+    old = segments_of(env, "files/big.bin")
+    new = os.urandom(4 * SEG + 7)
+    env.write("big.bin", new)
+
+    assert env.run().uploaded() == ["files/big.bin"]
+
+    assert env.download("files/big.bin") == new
+    current = segments_of(env, "files/big.bin")
+    assert len(current) == 5 and not set(old) & set(current)
+    (env.data / "big.bin").unlink()
+    assert env.run().deleted() == ["files/big.bin"]
+    assert segments_of(env, "files/big.bin") == []
+
+
+def test_large_file_shrunk_below_threshold_leaves_no_segments(env: Env) -> None:
+    env.write("big.bin", os.urandom(5 * SEG))
+    assert env.run().code == 0
+    env.write("big.bin", b"small now")
+
+    assert env.run().uploaded() == ["files/big.bin"]
+    assert env.download("files/big.bin") == b"small now"
+    assert segments_of(env, "files/big.bin") == []
+
+
+def test_upload_killed_midway_resumes_without_resending_segments(env: Env) -> None:
+    data = os.urandom(40 * SEG)
+    env.write("big.bin", data)
+    env.configure(workers=1, large_objects={"threshold": "1MiB", "segment_size": "256KiB"})
+    cmd = [sys.executable, "-m", "kcsync.cli", "-c", str(env.config_path), "--once"]
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(segments_of(env, "files/big.bin")) < 5:
+            assert proc.poll() is None, "finished before it could be killed"
+            assert time.monotonic() < deadline, "no segments appeared"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    sent_before = len(segments_of(env, "files/big.bin"))
+    assert "files/big.bin" not in env.names(), "a partial upload must not be visible"
+
+    result = env.run(workers=1)
+
+    assert result.code == 0, result.stderr
+    # Swift serves segments under 1 MiB at 1/s after the tenth (its SLO rate limit), so
+    # the content is checked through the SLO Etag rather than a 30-second download.
+    parts = [hashlib.md5(data[i : i + SEG]).hexdigest() for i in range(0, len(data), SEG)]
+    assert env.head("files/big.bin")["etag"].strip('"') == slo_etag(parts)
+    # Only the missing segments and the manifest were PUT again.
+    assert result.requests["PUT"] <= 40 - sent_before + 1
+    assert sent_before < 40
+
+
+def test_file_changing_while_read_gets_no_manifest(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = env.write("grow.bin", os.urandom(6 * SEG))
+    env.conn.put_container(env.bucket)
+    from kcsync.config import load_config
+    from kcsync.daemon import make_remote
+
+    config = load_config(env.configure())
+    remote = make_remote(config)
+    xfer = transfer.Transfer(
+        remote.client,
+        env.bucket,
+        f"{env.bucket}_segments",
+        remote.limits,
+        segment_size=SEG,
+        segment_workers=2,
+    )
+    st = path.stat()
+    entry = LocalEntry("files/grow.bin", str(path), st.st_size, st.st_mtime_ns, st.st_ino, 0)
+    real_open = localfs.open_file
+
+    def open_then_append(e: LocalEntry):  # type: ignore[no-untyped-def]
+        handle = real_open(e)
+        with open(path, "ab") as f:  # another process appends while we read
+            f.write(b"more")
+        return handle
+
+    monkeypatch.setattr(transfer, "open_file", open_then_append)
+    try:
+        with pytest.raises(FileChangedError):
+            xfer.put_slo(entry)
+    finally:
+        xfer.close()
+    assert "files/grow.bin" not in env.names()
+
+    # The next run sends the file as it is now.
+    result = env.run()
+    assert result.code == 0, result.stderr
+    assert env.download("files/grow.bin") == path.read_bytes()
