@@ -114,6 +114,8 @@ def _file_entry(
             # Follow a link only to a file inside the folder: anything else could upload
             # files the user never put there (or loop forever on a directory link).
             target = os.path.realpath(entry.path)
+            if not os.path.exists(target):
+                return BadEntry(shown, "broken symlink", protects=key)
             if os.path.commonpath([target, real_root]) != real_root:
                 return BadEntry(shown, "symlink points outside the folder", protects=key)
             st = os.stat(target)
@@ -126,7 +128,8 @@ def _file_entry(
     except OSError as exc:
         return BadEntry(shown, f"cannot stat: {exc.strerror}", protects=key)
     if not stat.S_ISREG(st.st_mode):
-        return BadEntry(shown, f"not a regular file ({_kind(st.st_mode)})")
+        # protects: a file replaced by a FIFO or socket must not cost its object.
+        return BadEntry(shown, f"not a regular file ({_kind(st.st_mode)})", protects=key)
     return LocalEntry(
         key=key,
         path=entry.path,

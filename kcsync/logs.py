@@ -32,7 +32,10 @@ class Redactor:
                 self._secrets.add(secret)
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
+        with self._lock:  # a token refresh may register while another thread logs
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        # Longest first: a secret containing another must not be left half-masked.
+        for secret in secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
         return text

@@ -106,7 +106,7 @@ class JobQueue:
         """Give a claimed job back untouched (shutdown)."""
         with self._db.tx() as c:
             c.execute(
-                "UPDATE jobs SET lease_until = NULL, lease_token = NULL "
+                "UPDATE jobs SET lease_until = NULL, lease_token = NULL, dirty = 0 "
                 "WHERE key = ? AND lease_token = ?",
                 (job.key, job.token),
             )

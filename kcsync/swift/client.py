@@ -74,7 +74,15 @@ def info_url(storage_url: str) -> str:
 
 
 def quote_name(name: str) -> str:
-    return quote(name.encode("utf-8"), safe="/")
+    """Percent-encode a name for a URL path, keeping "/" between segments.
+
+    "." and ".." segments are escaped too: requests and urllib3 resolve them, so "x/../y"
+    would otherwise address object "y".
+    """
+    return "/".join(
+        "%2E" * len(seg) if seg in (".", "..") else quote(seg.encode("utf-8"), safe="")
+        for seg in name.split("/")
+    )
 
 
 def strip_quotes(etag: str | None) -> str:
@@ -292,6 +300,8 @@ class SwiftClient:
         except ValueError:
             raise RemoteError(f"multipart delete of {name}: unreadable answer") from None
         errors = result.get("Errors") or []
+        if errors and all(str(e[-1]) == "Not an SLO manifest" for e in errors):
+            return 0  # a plain object (Swift says so in Errors): the caller deletes it plainly
         if errors:
             raise TransientRemoteError(f"multipart delete of {name}: {errors[:3]}")
         return int(result.get("Number Deleted", 0))

@@ -53,7 +53,9 @@ def plan_segments(
 
 def format_mtime(mtime_ns: int) -> str:
     """Float seconds, the form the swift CLI and rclone store in X-Object-Meta-Mtime."""
-    return f"{mtime_ns // 1_000_000_000}.{mtime_ns % 1_000_000_000 // 1000:06d}"
+    sign = "-" if mtime_ns < 0 else ""  # files dated before 1970 exist (bad camera clocks)
+    seconds, rest = divmod(abs(mtime_ns), 1_000_000_000)
+    return f"{sign}{seconds}.{rest // 1000:06d}"
 
 
 def segment_prefix(name: str, mtime_ns: int, size: int, segment_size: int) -> str:
@@ -70,7 +72,7 @@ def segment_name(prefix: str, index: int) -> str:
     return f"{prefix}{index:08d}"
 
 
-_SEGMENT_TAIL = re.compile(r"^\d+(?:\.\d+)?/\d+/\d+/\d{8}$")
+_SEGMENT_TAIL = re.compile(r"^-?\d+(?:\.\d+)?/\d+/\d+/\d{8}$")
 
 
 def is_segment_of(name: str, segment: str) -> bool:
