@@ -133,7 +133,8 @@ class PlanPrinter:
         pass
 
 
-def run_once(config: Config, *, dry_run: bool = False, out: TextIO = sys.stdout) -> int:
+def run_once(config: Config, *, dry_run: bool = False, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     stats = Stats()
     with state_lock(config.state_dir):
         remote = make_remote(config)

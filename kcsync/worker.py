@@ -62,8 +62,9 @@ class WorkerPool:
             self._wake.notify_all()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.wake()
+        with self._wake:  # under the lock: a worker about to wait cannot miss it
+            self._stop.set()
+            self._wake.notify_all()
         for t in self._threads:
             t.join()
 
@@ -97,7 +98,8 @@ class WorkerPool:
         ready = self._queue.next_ready_at()
         delay = 0.5 if ready is None else min(0.5, max(0.0, ready - self._clock()))
         with self._wake:
-            self._wake.wait(max(delay, 0.01))
+            if not self._stop.is_set():
+                self._wake.wait(max(delay, 0.01))
 
     def _run(self, job: Job) -> None:
         try:

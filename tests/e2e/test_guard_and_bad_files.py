@@ -119,5 +119,5 @@ def test_broken_symlink_is_reported_not_fatal(env: Env) -> None:
     result = env.run()
 
     assert result.code == 1
-    assert "gone: vanished while scanning" in result.stdout
+    assert "gone: broken symlink" in result.stdout
     assert env.names() == ["files/stay.txt"]

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -16,6 +17,7 @@ from kcsync.errors import FileChangedError
 from kcsync.model import LocalEntry
 from kcsync.swift.slo import is_segment_of, slo_etag
 from tests.e2e.harness import REPO, Env
+from tests.faults import FaultProxy
 
 pytestmark = pytest.mark.server
 SEG = 256 * 1024
@@ -74,26 +76,34 @@ def test_large_file_shrunk_below_threshold_leaves_no_segments(env: Env) -> None:
 def test_upload_killed_midway_resumes_without_resending_segments(env: Env) -> None:
     data = os.urandom(40 * SEG)
     env.write("big.bin", data)
-    env.configure(workers=1, large_objects={"threshold": "1MiB", "segment_size": "256KiB"})
-    cmd = [sys.executable, "-m", "kcsync.cli", "-c", str(env.config_path), "--once"]
-    proc = subprocess.Popen(
-        cmd,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while len(segments_of(env, "files/big.bin")) < 5:
-            assert proc.poll() is None, "finished before it could be killed"
-            assert time.monotonic() < deadline, "no segments appeared"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    token, storage_url = env.backend.token()
+    origin = urlunsplit((*urlsplit(storage_url)[:2], "", "", ""))
+    # A slow link (0.1 s a request) so the kill surely lands mid-upload on either server.
+    with FaultProxy(origin, delay=0.1) as slow:
+        env.configure(
+            auth={"method": "token", "token": token, "storage_url": slow.proxied(storage_url)},
+            workers=1,
+        )
+        cmd = [sys.executable, "-m", "kcsync.cli", "-c", str(env.config_path), "--once"]
+        proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(segments_of(env, "files/big.bin")) < 5:
+                assert proc.poll() is None, "finished before it could be killed"
+                assert time.monotonic() < deadline, "no segments appeared"
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "finished before it could be killed"
     sent_before = len(segments_of(env, "files/big.bin"))
     assert "files/big.bin" not in env.names(), "a partial upload must not be visible"
 
-    result = env.run(workers=1)
+    result = env.run(workers=1, auth=env.settings["auth"])
 
     assert result.code == 0, result.stderr
     # Swift serves segments under 1 MiB at 1/s after the tenth (its SLO rate limit), so
