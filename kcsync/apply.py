@@ -3,25 +3,60 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import structlog
 
 from kcsync import plan
-from kcsync.localfs import hash_file, restat
+from kcsync.config import FolderConfig
+from kcsync.errors import GuardError, LocalFileError, NotFoundError
+from kcsync.localfs import folder_path_for, hash_file, restat
 from kcsync.model import IndexEntry, LocalEntry, ObjectFacts, RemoteEntry, RemoteSignature
 from kcsync.store.index import Index
 from kcsync.swift.client import SwiftClient
-from kcsync.transfer import Transfer, Uploaded
+from kcsync.transfer import Transfer, Uploaded, object_headers
 
 log = structlog.get_logger("kcsync.apply")
 
-# Job kinds, stored in the queue.
+# Job kinds, stored in the queue. The first three come from a reconcile's comparison,
+# the last three from watcher events (which carry no listing entry).
 UPLOAD = "upload"
 CHECK = "check"
 DELETE = "delete"
+SYNC = "sync"
+MOVE = "move"
+DELETE_TREE = "delete_tree"
+
+
+class DeleteBudget:
+    """At most ``limit`` deletes per ``window`` seconds: the daemon's form of
+    delete.max_per_run, so a burst of delete events cannot empty the bucket either."""
+
+    def __init__(
+        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._limit = limit
+        self._window = window
+        self._clock = clock
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def take(self, n: int = 1) -> None:
+        with self._lock:
+            now = self._clock()
+            while self._times and self._times[0] <= now - self._window:
+                self._times.popleft()
+            if len(self._times) + n > self._limit:
+                raise GuardError(
+                    f"{len(self._times) + n} deletes within {self._window:g}s exceed "
+                    f"delete.max_per_run ({self._limit})"
+                )
+            self._times.extend([now] * n)
 
 
 @dataclass(frozen=True)
@@ -69,6 +104,9 @@ class Applier:
         *,
         threshold: int,
         strict: bool,
+        mirror: bool,
+        folders: tuple[FolderConfig, ...],
+        budget: DeleteBudget,
     ) -> None:
         self._client = client
         self._transfer = transfer
@@ -76,12 +114,28 @@ class Applier:
         self._container = container
         self._threshold = threshold
         self._strict = strict
+        self._mirror = mirror
+        self._folders = folders
+        self._budget = budget
 
     def run(self, key: str, op: str, payload: Mapping[str, Any]) -> Outcome:
         remote = RemoteEntry(**payload["remote"]) if payload.get("remote") else None
         if op == DELETE:
             return self._delete(key, payload.get("path"), remote, bool(payload.get("large")))
-        local = restat(LocalEntry(key, str(payload["path"]), 0, 0, 0, 0))
+        if op == DELETE_TREE:
+            return self._delete_tree(key, str(payload["path"]))
+        try:
+            local = restat(LocalEntry(key, str(payload["path"]), 0, 0, 0, 0))
+        except LocalFileError:
+            if op in (SYNC, MOVE) and not os.path.lexists(str(payload["path"])):
+                # Gone again before we got to it (a temporary file): its delete event, or
+                # the reconcile, settles the object.
+                return Outcome("nothing", key, 0, "vanished")
+            raise
+        if op == SYNC:
+            return self._sync(local)
+        if op == MOVE:
+            return self._move(local, str(payload["src"]), payload.get("src_path"))
         previous = self._index.get(key)
         moved_on = "basis" in payload and payload["basis"] != _basis(previous)
         if moved_on and previous is not None and previous.stat_matches(local):
@@ -106,6 +160,51 @@ class Applier:
             self._transfer.remove_segments(local.key)
         log.info("uploaded", object=local.key, bytes=local.size, reason=reason)
         return Outcome("uploaded", local.key, result.bytes_sent, reason)
+
+    def _sync(self, local: LocalEntry) -> Outcome:
+        """A watcher said the file changed; the index knows what we sent last."""
+        previous = self._index.get(local.key)
+        if previous is not None and previous.stat_matches(local):
+            return Outcome("nothing", local.key, 0, "unchanged")
+        md5 = None
+        if previous is not None and previous.size == local.size:
+            md5, _ = hash_file(local)
+            if md5 == previous.md5:  # touched, not changed: remember the new stat only
+                self._index.put(_restated(previous, local))
+                return Outcome("nothing", local.key, 0, "content unchanged")
+        return self._upload(local, previous, md5, "changed")
+
+    def _move(self, local: LocalEntry, src: str, src_path: str | None) -> Outcome:
+        """A rename: a server-side copy when the object at ``src`` holds this very file.
+
+        Only plain objects are copied. An SLO's segments are named after its object, so a
+        copied manifest would share them with ``src``, and a later upload at the old name
+        would delete segments the moved object still needs: large files are re-uploaded.
+        """
+        source = self._index.get(src)
+        outcome: Outcome | None = None
+        same_file = source is not None and (source.size, source.mtime_ns, source.inode) == (
+            local.size,
+            local.mtime_ns,
+            local.inode,
+        )
+        if source is not None and same_file and source.segment_size == 0:
+            try:
+                etag = self._client.copy_object(
+                    self._container, src, local.key, object_headers(local, source.md5)
+                )
+            except NotFoundError:
+                etag = None
+            if etag == source.md5:
+                signature = RemoteSignature(source.md5, local.size, None)
+                self._record(local, Uploaded(source.md5, 0, None, signature, 0))
+                log.info("copied", object=local.key, source=src)
+                outcome = Outcome("copied", local.key, 0, f"renamed from {src}")
+        if outcome is None:
+            outcome = self._sync(local)
+        if source is not None and (src_path is None or not os.path.lexists(src_path)):
+            self._delete(src, src_path, None, False)
+        return outcome
 
     def _record(self, local: LocalEntry, result: Uploaded) -> None:
         self._index.put(
@@ -182,9 +281,14 @@ class Applier:
         self, key: str, path: str | None, remote: RemoteEntry | None, large: bool
     ) -> Outcome:
         if path is not None and os.path.lexists(path):
-            # The file came back after the reconcile decided: never delete a live file.
+            # The file came back after the decision was made: never delete a live file.
             return Outcome("nothing", key, 0, "file exists again")
         previous = self._index.get(key)
+        if not self._mirror:
+            self._index.delete(key)
+            return Outcome("nothing", key, 0, "keep mode")
+        self._check_folder(key)
+        self._budget.take()
         large = large or (previous is not None and previous.segment_size > 0)
         large = large or (remote is not None and remote.may_be_large_object)
         deleted = 0
@@ -196,6 +300,48 @@ class Applier:
         self._index.delete(key)
         log.info("deleted", object=key)
         return Outcome("deleted", key)
+
+    def _delete_tree(self, key: str, path: str) -> Outcome:
+        """A directory vanished (deleted, or moved out of the folder): delete the objects
+        under it whose files are gone, through the same guards as single deletes."""
+        if os.path.lexists(path):
+            return Outcome("nothing", key, 0, "directory exists again")
+        folder = self._check_folder(key)
+        victims = [
+            e
+            for e in self._client.list_objects(self._container, prefix=key)
+            if not _exists_locally(folder, e.name)
+        ]
+        if not self._mirror:
+            for e in victims:
+                self._index.delete(e.name)
+            return Outcome("nothing", key, 0, "keep mode")
+        self._budget.take(len(victims))
+        for e in victims:
+            self._delete(e.name, None, e, e.may_be_large_object)
+        return Outcome("deleted", key, 0, f"{len(victims)} objects under {key}")
+
+    def _check_folder(self, key: str) -> FolderConfig:
+        """Refuse deletes while the folder itself is missing or empty: an unmounted disk
+        looks exactly like a user who deleted everything."""
+        folder = next(f for f in self._folders if key.startswith(f.prefix))
+        try:
+            with os.scandir(folder.path) as it:
+                empty = next(it, None) is None
+        except OSError:
+            raise GuardError(f"{folder.path} is missing or unreadable; deletes refused") from None
+        if empty:
+            raise GuardError(f"{folder.path} is empty; deletes refused")
+        return folder
+
+
+def _exists_locally(folder: FolderConfig, key: str) -> bool:
+    path = folder_path_for(folder, key)
+    return path is None or os.path.lexists(path)  # a name we could not map: not ours
+
+
+def _restated(entry: IndexEntry, local: LocalEntry) -> IndexEntry:
+    return replace(entry, mtime_ns=local.mtime_ns, inode=local.inode, ctime_ns=local.ctime_ns)
 
 
 def _ranges(sizes: list[int]) -> list[tuple[int, int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -27,8 +28,9 @@ EXIT_CODES_HELP = """exit codes:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kcsync",
-        description="Mirror local folders into KakaoCloud Object Storage (Swift API).",
-        epilog=EXIT_CODES_HELP,
+        description="Mirror local folders into KakaoCloud Object Storage (Swift API). "
+        "Without --once, runs as a daemon: watches the folders and reconciles periodically.",
+        epilog=EXIT_CODES_HELP + "\nkcsync status [--json] shows the queue and last reconcile.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -43,8 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_status_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kcsync status", description="Queue, dead jobs, last reconcile, totals per folder."
+    )
+    parser.add_argument("-c", "--config")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["status"]:
+        return status_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.dry_run and not args.once:
+        build_parser().error("--dry-run needs --once")
     logs.configure(args.log_format or "auto", args.log_level or "info")
     log = structlog.get_logger("kcsync")
     try:
@@ -52,17 +68,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(args.log_format or config.log.format, args.log_level or config.log.level)
         for warning in config.warnings:
             log.warning("insecure permissions", detail=warning)
-        from kcsync.daemon import run_once
+        from kcsync.daemon import Daemon, run_once
 
-        if not args.once:
-            raise KcsyncError("daemon mode is not available yet: run with --once")
-        return run_once(config, dry_run=args.dry_run)
+        if args.once:
+            return run_once(config, dry_run=args.dry_run)
+        return Daemon(config).run()
     except KcsyncError as exc:
         print(f"kcsync: {logs.redactor.scrub(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("kcsync: interrupted", file=sys.stderr)
         return 130
+
+
+def status_main(argv: list[str]) -> int:
+    args = build_status_parser().parse_args(argv)
+    try:
+        config = load_config(config_path(args.config))
+        from kcsync.status import collect, render
+
+        status = collect(config)
+    except KcsyncError as exc:
+        print(f"kcsync: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        json.dump(status, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render(status, sys.stdout)
+    return 0
 
 
 if __name__ == "__main__":

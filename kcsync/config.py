@@ -88,6 +88,7 @@ class DaemonConfig:
     settle: float
     reconcile_interval: float
     reconcile_cron: str | None
+    stop_timeout: float
 
 
 @dataclass(frozen=True)
@@ -197,8 +198,16 @@ def parse_config(
         settle=daemon_sec.duration("settle", 2.0),
         reconcile_interval=daemon_sec.duration("reconcile_interval", 3600.0, minimum=1.0),
         reconcile_cron=daemon_sec.string("reconcile_cron"),
+        stop_timeout=daemon_sec.duration("stop_timeout", 30.0),
     )
     daemon_sec.done()
+    if daemon.reconcile_cron:
+        from kcsync.scheduler import check_cron
+
+        try:
+            check_cron(daemon.reconcile_cron)
+        except ValueError as exc:
+            raise ConfigError("daemon.reconcile_cron", str(exc)) from None
 
     config = Config(
         auth=auth,

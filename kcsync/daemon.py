@@ -3,31 +3,37 @@
 from __future__ import annotations
 
 import fcntl
+import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO, Any, TextIO
 
 import requests
 import structlog
 from requests.adapters import HTTPAdapter
 
-from kcsync.apply import Applier
+from kcsync.apply import Applier, DeleteBudget
 from kcsync.config import Config, KakaoAuth, TokenAuth, V1Auth
 from kcsync.errors import EXIT_GUARD, EXIT_INCOMPLETE, EXIT_OK, RemoteError, StateLockedError
 from kcsync.logs import redactor
 from kcsync.model import IndexEntry
+from kcsync.notify import Notifier
 from kcsync.progress import ProgressLine, Stats
 from kcsync.reconcile import Reconciler, Report, Sink
+from kcsync.scheduler import ReconcileScheduler
 from kcsync.store.db import Database
 from kcsync.store.index import Index
 from kcsync.store.jobs import Job, JobQueue
 from kcsync.swift.auth import Authenticator
 from kcsync.swift.client import ServerLimits, SwiftClient
 from kcsync.transfer import Transfer
+from kcsync.watcher import Watcher
 from kcsync.worker import WorkerPool
 
 log = structlog.get_logger("kcsync")
@@ -36,6 +42,7 @@ DB_NAME = "kcsync.db"
 LOCK_NAME = "kcsync.lock"
 # A job that keeps failing in a one-shot run is retried within seconds, not hours.
 ONCE_BACKOFF_CAP = 10.0
+DAEMON_BACKOFF_CAP = 600.0
 
 
 @dataclass
@@ -99,9 +106,10 @@ class QueueSink:
         self._index = index
         self._stats = stats
         self._pool = pool
+        self.new_jobs = 0  # work the reconcile found that nobody had queued: drift
 
     def enqueue(self, key: str, op: str, payload: dict[str, object], size: int) -> None:
-        self._queue.enqueue(key, op, payload, now=time.time())
+        self.new_jobs += self._queue.enqueue(key, op, payload, now=time.time())
         if op != "delete":
             self._stats.add(planned_files=1, planned_bytes=size)
         self._pool.wake()
@@ -133,131 +141,242 @@ class PlanPrinter:
         pass
 
 
+class Runtime:
+    """Everything one process needs, built from the config."""
+
+    def __init__(self, config: Config, stats: Stats, *, once: bool, dry_run: bool = False) -> None:
+        self.config = config
+        self.stats = stats
+        self.remote = make_remote(config)
+        self.db = Database(config.state_dir / DB_NAME)
+        self.index = Index(self.db)
+        self.queue = JobQueue(self.db)
+        if not dry_run:
+            _check_target(self.db, self.index, self.remote.storage_url, config.bucket)
+        self.transfer = Transfer(
+            self.remote.client,
+            config.bucket,
+            config.large.segments_bucket,
+            self.remote.limits,
+            segment_size=config.large.segment_size,
+            segment_workers=config.workers,
+        )
+        window = 24 * 3600.0 if once else config.daemon.reconcile_interval
+        self.applier = Applier(
+            self.remote.client,
+            self.transfer,
+            self.index,
+            config.bucket,
+            threshold=config.large.threshold,
+            strict=config.checksum,
+            mirror=config.delete.mode == "mirror",
+            folders=config.folders,
+            budget=DeleteBudget(config.delete.max_per_run, window),
+        )
+        self.pool = WorkerPool(
+            self.queue,
+            self._handle,
+            workers=config.workers,
+            max_attempts=config.retry.job_attempts,
+            backoff_cap=ONCE_BACKOFF_CAP if once else DAEMON_BACKOFF_CAP,
+            on_bad=self._on_bad,
+            on_dead=stats.add_failed,
+        )
+        self.sink = QueueSink(self.queue, self.index, stats, self.pool)
+
+    def _handle(self, job: Job) -> None:
+        outcome = self.applier.run(job.key, job.op, job.payload)
+        if outcome.action == "uploaded":
+            self.stats.add(
+                uploaded=1, uploaded_bytes=outcome.bytes_sent, sent_bytes=outcome.bytes_sent
+            )
+        elif outcome.action in ("adopted", "copied"):
+            self.stats.add(adopted=1)
+        elif outcome.action == "deleted":
+            self.stats.add(deleted=1)
+
+    def _on_bad(self, key: str, error: str) -> None:
+        self.stats.add_bad(key, error)
+        log.warning("skipped", object=key, reason=error)
+
+    def ensure_bucket(self, *, dry_run: bool = False) -> None:
+        client, bucket = self.remote.client, self.config.bucket
+        if client.container_exists(bucket):
+            return
+        if dry_run:
+            log.info("bucket does not exist yet", bucket=bucket)
+        elif self.config.create_bucket:
+            client.create_container(bucket)
+            log.info("created bucket", bucket=bucket)
+        else:
+            raise RemoteError(f"bucket {bucket} does not exist and create_bucket is false")
+
+    def reconciler(self, sink: Sink) -> Reconciler:
+        return Reconciler(
+            self.config.folders,
+            self.remote.client,
+            self.config.bucket,
+            self.index,
+            sink,
+            self.stats,
+            mirror=self.config.delete.mode == "mirror",
+            max_deletes=self.config.delete.max_per_run,
+            max_name_bytes=self.remote.limits.max_object_name_length,
+            page_size=min(self.remote.limits.container_listing_limit, 10000),
+        )
+
+    def close(self) -> None:
+        self.transfer.close()
+        self.db.close()
+
+
 def run_once(config: Config, *, dry_run: bool = False, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     stats = Stats()
     with state_lock(config.state_dir):
-        remote = make_remote(config)
-        db = Database(config.state_dir / DB_NAME)
+        rt = Runtime(config, stats, once=True, dry_run=dry_run)
         try:
-            return _run_once(config, remote, db, stats, dry_run, out)
+            rt.ensure_bucket(dry_run=dry_run)
+            if dry_run:
+                rep = rt.reconciler(PlanPrinter(out, stats)).run()
+                out.write(f"dry run: {stats.planned_files} files to send, nothing changed\n")
+                return _exit_code(stats, rep)
+            rt.queue.release_all()
+            rt.queue.revive_dead(now=time.time())
+            progress = ProgressLine(stats)
+            rt.pool.start()
+            progress.start()
+            try:
+                rep = rt.reconciler(rt.sink).run()
+                rt.pool.wait_idle()
+            finally:
+                rt.pool.stop()
+                progress.stop()
+            client = rt.remote.client
+            log.info(
+                "run finished",
+                drift=rep.drift,
+                requests=client.request_count,
+                by_method=dict(client.requests_by_method),
+            )
+            for path, reason in stats.bad:
+                out.write(f"skipped: {path}: {reason}\n")
+            for key, error in stats.failed:
+                out.write(f"failed: {key}: {error}\n")
+            for why in rep.refused:
+                out.write(f"deletes refused: {why}\n")
+            out.write(stats.summary() + "\n")
+            return _exit_code(stats, rep)
         finally:
-            db.close()
+            rt.close()
 
 
-def _run_once(
-    config: Config, remote: Remote, db: Database, stats: Stats, dry_run: bool, out: TextIO
-) -> int:
-    client = remote.client
-    index, queue = Index(db), JobQueue(db)
-    _check_target(db, index, remote.storage_url, config.bucket, dry_run)
-    if not client.container_exists(config.bucket):
-        if dry_run:
-            log.info("bucket does not exist yet", bucket=config.bucket)
-        elif config.create_bucket:
-            client.create_container(config.bucket)
-            log.info("created bucket", bucket=config.bucket)
-        else:
-            raise RemoteError(f"bucket {config.bucket} does not exist and create_bucket is false")
-    page_size = min(remote.limits.container_listing_limit, 10000)
-    if dry_run:
-        printer = PlanPrinter(out, stats)
-        rep = _reconciler(config, remote, index, printer, stats, page_size).run()
-        out.write(f"dry run: {stats.planned_files} files to send, nothing changed\n")
-        return _exit_code(stats, rep)
+class Daemon:
+    """Watcher -> persistent queue -> worker pool, with a periodic reconcile."""
 
-    transfer = Transfer(
-        client,
-        config.bucket,
-        config.large.segments_bucket,
-        remote.limits,
-        segment_size=config.large.segment_size,
-        segment_workers=config.workers,
-    )
-    applier = Applier(
-        client,
-        transfer,
-        index,
-        config.bucket,
-        threshold=config.large.threshold,
-        strict=config.checksum,
-    )
+    def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.stop_event = threading.Event()
+        self._last: dict[str, Any] = {}
 
-    def handle(job: Job) -> None:
-        outcome = applier.run(job.key, job.op, job.payload)
-        if outcome.action == "uploaded":
-            stats.add(uploaded=1, uploaded_bytes=outcome.bytes_sent, sent_bytes=outcome.bytes_sent)
-        elif outcome.action == "adopted":
-            stats.add(adopted=1)
-        elif outcome.action == "deleted":
-            stats.add(deleted=1)
+    def run(self) -> int:
+        config = self.config
+        with state_lock(config.state_dir):
+            rt = Runtime(config, Stats(), once=False)
+            rt.ensure_bucket()
+            rt.queue.release_all()
+            watcher = Watcher(config.folders, self._enqueuer(rt), settle=config.daemon.settle)
+            scheduler = ReconcileScheduler(
+                lambda: self._reconcile(rt),
+                interval=config.daemon.reconcile_interval,
+                cron=config.daemon.reconcile_cron,
+            )
+            self._install_signals(scheduler)
+            # Watch before the first reconcile scans: a change between the two is then seen
+            # by at least one of them.
+            watcher.start()
+            rt.pool.start()
+            scheduler.start()
+            self.notifier.ready(self._status(rt))
+            log.info("daemon started", folders=[str(f.path) for f in config.folders])
+            heartbeat = self.notifier.watchdog_interval or 5.0
+            while not self.stop_event.wait(min(heartbeat, 5.0)):
+                self.notifier.watchdog()
+                self.notifier.status(self._status(rt))
+            self.notifier.stopping()
+            log.info("stopping", timeout=config.daemon.stop_timeout)
+            scheduler.shutdown()
+            watcher.stop()  # its pending hints become jobs: nothing seen is dropped
+            finished = rt.pool.stop(timeout=config.daemon.stop_timeout)
+            if finished:
+                rt.close()
+            log.info("stopped", clean=finished)
+            return EXIT_OK
 
-    def on_bad(key: str, error: str) -> None:
-        stats.add_bad(key, error)
-        log.warning("skipped", object=key, reason=error)
+    def _enqueuer(self, rt: Runtime):  # type: ignore[no-untyped-def]
+        def enqueue(key: str, op: str, payload: dict[str, Any]) -> None:
+            rt.queue.enqueue(key, op, payload, now=time.time())
+            rt.pool.wake()
 
-    queue.release_all()
-    queue.revive_dead(now=time.time())
-    pool = WorkerPool(
-        queue,
-        handle,
-        workers=config.workers,
-        max_attempts=config.retry.job_attempts,
-        backoff_cap=ONCE_BACKOFF_CAP,
-        on_bad=on_bad,
-        on_dead=stats.add_failed,
-    )
-    progress = ProgressLine(stats)
-    pool.start()
-    progress.start()
-    try:
-        rep = _reconciler(
-            config, remote, index, QueueSink(queue, index, stats, pool), stats, page_size
-        ).run()
-        pool.wait_idle()
-    finally:
-        pool.stop()
-        progress.stop()
-        transfer.close()
-    log.info(
-        "run finished",
-        drift=rep.drift,
-        requests=client.request_count,
-        by_method=dict(client.requests_by_method),
-    )
-    for path, reason in stats.bad:
-        out.write(f"skipped: {path}: {reason}\n")
-    for key, error in stats.failed:
-        out.write(f"failed: {key}: {error}\n")
-    for why in rep.refused:
-        out.write(f"deletes refused: {why}\n")
-    out.write(stats.summary() + "\n")
-    return _exit_code(stats, rep)
+        return enqueue
 
+    def _install_signals(self, scheduler: ReconcileScheduler) -> None:
+        def stop(signum: int, _frame: object) -> None:
+            self.stop_event.set()
 
-def _reconciler(
-    config: Config, remote: Remote, index: Index, sink: Sink, stats: Stats, page_size: int
-) -> Reconciler:
-    return Reconciler(
-        config.folders,
-        remote.client,
-        config.bucket,
-        index,
-        sink,
-        stats,
-        mirror=config.delete.mode == "mirror",
-        max_deletes=config.delete.max_per_run,
-        max_name_bytes=remote.limits.max_object_name_length,
-        page_size=page_size,
-    )
+        def reconcile_now(signum: int, _frame: object) -> None:
+            log.info("SIGHUP: reconcile now")
+            scheduler.run_now()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reconcile_now)
+
+    def _reconcile(self, rt: Runtime) -> None:
+        started = time.time()
+        rt.queue.requeue_expired(now=started)
+        revived = rt.queue.revive_dead(now=started)
+        rt.sink.new_jobs = 0
+        try:
+            rep = rt.reconciler(rt.sink).run()
+        except Exception as exc:  # the next tick tries again; the daemon stays up
+            log.error("reconcile failed", error=str(exc))
+            rt.db.set_meta("last_reconcile_error", str(exc))
+            return
+        rt.pool.wake()
+        duration = time.time() - started
+        drift = rt.sink.new_jobs
+        rt.db.set_meta(
+            "last_reconcile",
+            json.dumps(
+                {
+                    "at": started,
+                    "duration": round(duration, 3),
+                    "drift": drift,
+                    "refused": rep.refused,
+                    "folder_errors": rep.folder_errors,
+                    "revived": revived,
+                }
+            ),
+        )
+        log.info("reconcile finished", drift=drift, seconds=round(duration, 2), revived=revived)
+
+    def _status(self, rt: Runtime) -> str:
+        counts = rt.queue.counts()
+        return (
+            f"{counts.get('pending', 0)} queued, {counts.get('running', 0)} running, "
+            f"{counts.get('dead', 0)} dead"
+        )
 
 
-def _check_target(db: Database, index: Index, storage_url: str, bucket: str, dry: bool) -> None:
+def _check_target(db: Database, index: Index, storage_url: str, bucket: str) -> None:
     """An index describes one bucket of one account; pointed elsewhere, it must be dropped
     or its signatures would vouch for objects that are not there."""
     target = f"{storage_url}|{bucket}"
-    if db.get_meta("target") != target and not dry:
-        if db.get_meta("target") is not None:
+    known = db.get_meta("target")
+    if known != target:
+        if known is not None:
             log.warning("bucket or account changed; starting a fresh index")
         index.clear()
         db.set_meta("target", target)

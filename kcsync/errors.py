@@ -58,6 +58,12 @@ class NotFoundError(RemoteError):
         super().__init__(message, 404)
 
 
+class GuardError(KcsyncError):
+    """The delete guard refused: retrying cannot help until a person looks."""
+
+    exit_code = EXIT_GUARD
+
+
 class LocalFileError(KcsyncError):
     """One file cannot be synced now (unreadable, vanished, bad name): report it, skip it."""
 

@@ -9,7 +9,13 @@ from collections.abc import Callable
 
 import structlog
 
-from kcsync.errors import FileChangedError, KcsyncError, LocalFileError, RemoteError
+from kcsync.errors import (
+    FileChangedError,
+    GuardError,
+    KcsyncError,
+    LocalFileError,
+    RemoteError,
+)
 from kcsync.store.jobs import Job, JobQueue
 
 log = structlog.get_logger("kcsync.worker")
@@ -61,12 +67,16 @@ class WorkerPool:
         with self._wake:
             self._wake.notify_all()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop claiming; let running jobs finish for up to ``timeout`` seconds. A job still
+        running then keeps its lease, which the next start frees. True if all finished."""
         with self._wake:  # under the lock: a worker about to wait cannot miss it
             self._stop.set()
             self._wake.notify_all()
+        deadline = None if timeout is None else time.monotonic() + timeout
         for t in self._threads:
-            t.join()
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
 
     def idle(self) -> bool:
         """No job running and none waiting (dead jobs excepted)."""
@@ -110,6 +120,9 @@ class WorkerPool:
         except LocalFileError as exc:
             self._on_bad(job.key, str(exc))
             self._queue.complete(job, now=self._clock())
+        except GuardError as exc:
+            # Retrying cannot help: dead at once, shown by status, retried by a reconcile.
+            self._fail(job, str(exc), delay=0.0, max_attempts=0)
         except RemoteError as exc:
             self._fail(job, str(exc), delay=job_backoff(job.attempts + 1, self._backoff_cap))
         except KcsyncError as exc:
@@ -120,11 +133,10 @@ class WorkerPool:
         else:
             self._queue.complete(job, now=self._clock())
 
-    def _fail(self, job: Job, error: str, *, delay: float) -> None:
+    def _fail(self, job: Job, error: str, *, delay: float, max_attempts: int | None = None) -> None:
         now = self._clock()
-        dead = self._queue.fail(
-            job, error, now=now, retry_at=now + delay, max_attempts=self._max_attempts
-        )
+        limit = self._max_attempts if max_attempts is None else max_attempts
+        dead = self._queue.fail(job, error, now=now, retry_at=now + delay, max_attempts=limit)
         log.warning("job failed", object=job.key, op=job.op, error=error, dead=dead)
         if dead:
             self._on_dead(job.key, error)

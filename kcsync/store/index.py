@@ -76,6 +76,14 @@ class Index:
             ).fetchone()
         return int(row[0])
 
+    def totals(self, prefix: str = "") -> dict[str, int]:
+        with self._db.tx() as c:
+            row = c.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM entries WHERE key >= ? AND key < ?",
+                (prefix, _prefix_end(prefix)),
+            ).fetchone()
+        return {"objects": int(row[0]), "bytes": int(row[1])}
+
     def iter_sorted(self, prefix: str = "", page: int = 2000) -> Iterator[IndexEntry]:
         """All entries under ``prefix`` in name order, a page at a time.
 

@@ -32,23 +32,37 @@ class JobQueue:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def enqueue(self, key: str, op: str, payload: Mapping[str, Any], *, now: float) -> None:
-        """Add work for ``key``, merging with what is already queued for it.
+    def enqueue(
+        self,
+        key: str,
+        op: str,
+        payload: Mapping[str, Any],
+        *,
+        now: float,
+        not_before: float | None = None,
+    ) -> bool:
+        """Add work for ``key``, merging with what is already queued for it; True if no
+        job for it was waiting (the work is news).
 
         A burst of events on one path stays one job. If a worker holds the job right now,
         the new work is stored and the row marked dirty, so it runs again after the current
         attempt instead of being lost or run twice at once.
         """
         data = json.dumps(payload, separators=(",", ":"))
+        ready = now if not_before is None else not_before
         with self._db.tx() as c:
+            existed = c.execute(
+                "SELECT 1 FROM jobs WHERE key = ? AND state = 'pending'", (key,)
+            ).fetchone()
             c.execute(
                 "INSERT INTO jobs (key, op, payload, not_before, created) VALUES (?,?,?,?,?) "
                 "ON CONFLICT (key) DO UPDATE SET op = excluded.op, payload = excluded.payload, "
                 "dirty = CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, "
                 "state = 'pending', attempts = CASE WHEN state = 'dead' THEN 0 ELSE attempts END, "
                 "not_before = min(not_before, excluded.not_before)",
-                (key, op, data, now, now),
+                (key, op, data, ready, now),
             )
+        return existed is None
 
     def claim(self, *, now: float, lease: float) -> Job | None:
         token = uuid.uuid4().hex

@@ -1,0 +1,88 @@
+"""`kcsync status`: what the queue, the last reconcile and the index say, daemon running
+or not. Reads the state database only; never takes the daemon's lock."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from kcsync.config import Config
+from kcsync.store.db import Database
+from kcsync.store.index import Index
+from kcsync.store.jobs import JobQueue
+
+
+def collect(config: Config) -> dict[str, Any]:
+    db_path = config.state_dir / "kcsync.db"
+    result: dict[str, Any] = {
+        "state_dir": str(config.state_dir),
+        "daemon_running": _locked(config),
+        "bucket": config.bucket,
+    }
+    if not db_path.exists():
+        result.update(queue={}, dead_jobs=[], last_reconcile=None, folders=[])
+        return result
+    db = Database(db_path)
+    try:
+        queue, index = JobQueue(db), Index(db)
+        last = db.get_meta("last_reconcile")
+        result["queue"] = queue.counts()
+        result["dead_jobs"] = [
+            {"object": d.key, "op": d.op, "attempts": d.attempts, "last_error": d.last_error}
+            for d in queue.dead()
+        ]
+        result["last_reconcile"] = json.loads(last) if last else None
+        result["last_reconcile_error"] = db.get_meta("last_reconcile_error")
+        result["folders"] = [
+            {"path": str(f.path), "prefix": f.prefix, **index.totals(f.prefix)}
+            for f in config.folders
+        ]
+    finally:
+        db.close()
+    return result
+
+
+def _locked(config: Config) -> bool:
+    lock = config.state_dir / "kcsync.lock"
+    if not lock.exists():
+        return False
+    with open(lock) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def render(status: dict[str, Any], out: TextIO) -> None:
+    running = "running" if status["daemon_running"] else "not running"
+    out.write(f"kcsync {running}; state in {status['state_dir']}; bucket {status['bucket']}\n")
+    q = status["queue"]
+    out.write(
+        f"queue: {q.get('pending', 0)} pending, {q.get('running', 0)} running, "
+        f"{q.get('dead', 0)} dead\n"
+    )
+    for dead in status["dead_jobs"]:
+        out.write(
+            f"  dead: {dead['object']} ({dead['op']}, {dead['attempts']} attempts): "
+            f"{dead['last_error']}\n"
+        )
+    last = status["last_reconcile"]
+    if last:
+        when = datetime.fromtimestamp(last["at"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        ago = time.time() - last["at"]
+        out.write(
+            f"last reconcile: {when} ({ago:.0f}s ago), took {last['duration']:.1f}s, "
+            f"drift {last['drift']}\n"
+        )
+        for why in last.get("refused") or []:
+            out.write(f"  deletes refused: {why}\n")
+    else:
+        out.write("last reconcile: never\n")
+    for f in status["folders"]:
+        out.write(f"folder {f['path']} -> {f['prefix'] or '(no prefix)'}: ")
+        out.write(f"{f['objects']} objects, {f['bytes']} bytes\n")
