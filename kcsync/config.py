@@ -294,8 +294,8 @@ def _parse_folders(top: _Section) -> tuple[FolderConfig, ...]:
 def _check_bucket_name(key: str, name: str, *, kakaocloud: bool) -> None:
     if "/" in name:
         raise ConfigError(key, f"{name!r} must not contain '/'")
-    # KakaoCloud documents 4-63 characters; RGW refuses fewer than 3, Swift more than 256.
-    low, high = (4, 63) if kakaocloud else (3, 256)
+    # KakaoCloud documents 4-63 characters; RGW refuses fewer than 3 and more than 255.
+    low, high = (4, 63) if kakaocloud else (3, 255)
     if not low <= len(name.encode("utf-8")) <= high:
         raise ConfigError(key, f"{name!r} must be {low} to {high} characters long")
 

@@ -33,6 +33,9 @@ class Body(Protocol):
     def rewind(self) -> None: ...
 
 
+_NOT_A_MANIFEST = ("Not an SLO manifest", "400 Bad Request")
+
+
 @dataclass(frozen=True)
 class ServerLimits:
     """What /info says; the defaults are Swift's own when /info is unavailable."""
@@ -51,8 +54,12 @@ class ServerLimits:
         slo = info.get("slo")
         d = cls()
         return cls(
+            # RGW names it max_object_name_size.
             max_object_name_length=int(
-                swift.get("max_object_name_length", d.max_object_name_length)
+                swift.get(
+                    "max_object_name_length",
+                    swift.get("max_object_name_size", d.max_object_name_length),
+                )
             ),
             container_listing_limit=int(
                 swift.get("container_listing_limit", d.container_listing_limit)
@@ -300,11 +307,15 @@ class SwiftClient:
         except ValueError:
             raise RemoteError(f"multipart delete of {name}: unreadable answer") from None
         errors = result.get("Errors") or []
-        if errors and all(str(e[-1]) == "Not an SLO manifest" for e in errors):
-            return 0  # a plain object (Swift says so in Errors): the caller deletes it plainly
+        deleted = int(result.get("Number Deleted", 0))
+        # Nothing deleted because it is no manifest: Swift says "Not an SLO manifest" for a
+        # plain object; RGW says "400 Bad Request" for a plain or missing one. The caller
+        # then deletes plainly.
+        if deleted == 0 and all(str(e[-1]) in _NOT_A_MANIFEST for e in errors):
+            return 0
         if errors:
             raise TransientRemoteError(f"multipart delete of {name}: {errors[:3]}")
-        return int(result.get("Number Deleted", 0))
+        return deleted
 
     def copy_object(self, container: str, src: str, dst: str, headers: Mapping[str, str]) -> str:
         resp = self.request(
