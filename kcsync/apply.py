@@ -218,6 +218,7 @@ class Applier:
                 segment_size=result.segment_size,
                 slo_etag=result.slo_etag,
                 remote=result.remote,
+                segment_prefix=result.segment_prefix,
             )
         )
 
@@ -247,7 +248,14 @@ class Applier:
         segment_size = (facts.segment_size or 1) if facts is not None and facts.is_slo else 0
         self._record(
             local,
-            Uploaded(md5, segment_size, facts.etag if large and facts else None, signature, 0),
+            Uploaded(
+                md5,
+                segment_size,
+                facts.etag if large and facts else None,
+                signature,
+                0,
+                own_segment_prefix(local.key, facts),
+            ),
         )
         event = (
             "adopted" if "digest not comparable" not in decision.reason else "adopted-unverified"
@@ -342,6 +350,16 @@ def _exists_locally(folder: FolderConfig, key: str) -> bool:
 
 def _restated(entry: IndexEntry, local: LocalEntry) -> IndexEntry:
     return replace(entry, mtime_ns=local.mtime_ns, inode=local.inode, ctime_ns=local.ctime_ns)
+
+
+def own_segment_prefix(key: str, facts: ObjectFacts | None) -> str | None:
+    """Where the segments of an SLO kcsync wrote live, read back from its own metadata:
+    the stored mtime string, size and segment size are exactly what named them."""
+    if facts is None or not facts.is_slo or facts.md5 is None:
+        return None
+    if facts.segment_size is None or facts.mtime_raw is None:
+        return None
+    return f"{key}/{facts.mtime_raw}/{facts.size}/{facts.segment_size}/"
 
 
 def _ranges(sizes: list[int]) -> list[tuple[int, int]]:

@@ -62,6 +62,7 @@ class LargeObjectConfig:
     threshold: int
     segment_size: int
     segments_bucket: str
+    orphan_grace: float
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ def parse_config(
         threshold=large_sec.size("threshold", 256 * MIB, minimum=1),
         segment_size=large_sec.size("segment_size", 64 * MIB, minimum=1),
         segments_bucket=large_sec.string("segments_bucket") or f"{bucket}_segments",
+        orphan_grace=large_sec.duration("orphan_grace", 3600.0),
     )
     large_sec.done()
     _check_bucket_name(

@@ -24,6 +24,7 @@ from kcsync.errors import EXIT_GUARD, EXIT_INCOMPLETE, EXIT_OK, RemoteError, Sta
 from kcsync.logs import redactor
 from kcsync.model import IndexEntry
 from kcsync.notify import Notifier
+from kcsync.orphans import OrphanCollector
 from kcsync.progress import ProgressLine, Stats
 from kcsync.reconcile import Reconciler, Report, Sink
 from kcsync.scheduler import ReconcileScheduler
@@ -225,6 +226,19 @@ class Runtime:
             page_size=min(self.remote.limits.container_listing_limit, 10000),
         )
 
+    def collect_orphans(self) -> int:
+        client, config = self.remote.client, self.config
+        segments = config.large.segments_bucket
+        return OrphanCollector(
+            lambda: client.list_objects(segments),
+            lambda key: client.head_object(config.bucket, key) is not None,
+            lambda name: client.delete_object(segments, name),
+            self.index.get,
+            self.queue.has,
+            folders=config.folders,
+            grace=config.large.orphan_grace,
+        ).run()
+
     def close(self) -> None:
         self.transfer.close()
         self.db.close()
@@ -249,6 +263,8 @@ def run_once(config: Config, *, dry_run: bool = False, out: TextIO | None = None
             try:
                 rep = rt.reconciler(rt.sink).run()
                 rt.pool.wait_idle()
+                if not rep.folder_errors:
+                    rt.collect_orphans()
             finally:
                 rt.pool.stop()
                 progress.stop()
@@ -345,6 +361,7 @@ class Daemon:
             rt.db.set_meta("last_reconcile_error", str(exc))
             return
         rt.pool.wake()
+        orphans = rt.collect_orphans() if not rep.folder_errors else 0
         duration = time.time() - started
         drift = rt.sink.new_jobs
         rt.db.set_meta(
@@ -357,6 +374,7 @@ class Daemon:
                     "refused": rep.refused,
                     "folder_errors": rep.folder_errors,
                     "revived": revived,
+                    "orphans_removed": orphans,
                 }
             ),
         )

@@ -97,6 +97,9 @@ class IndexEntry:
     segment_size: int  # 0 for a plain object
     slo_etag: str | None  # md5 of segment md5s, for an SLO
     remote: RemoteSignature
+    # Where the live segments of our own SLO are; None when unknown (an SLO adopted from
+    # another tool or a lost index): then no segment of this name is ever collected.
+    segment_prefix: str | None = None
 
     def stat_matches(self, local: LocalEntry) -> bool:
         return (
@@ -118,3 +121,4 @@ class ObjectFacts:
     segment_size: int | None  # kcsync's own metadata for its SLOs
     is_slo: bool
     dlo_manifest: str | None  # "container/prefix" of a DLO's segments
+    mtime_raw: str | None = None  # X-Object-Meta-Mtime as stored: it named our segments

@@ -38,6 +38,7 @@ class Uploaded:
     slo_etag: str | None
     remote: RemoteSignature
     bytes_sent: int
+    segment_prefix: str | None = None
 
 
 def object_headers(entry: LocalEntry, md5: str) -> dict[str, str]:
@@ -180,7 +181,7 @@ class Transfer:
             raise RemoteError(f"{entry.key}: manifest Etag {etag}, expected {expected}")
         signature = self._listing_signature(entry, len(manifest))
         self.remove_segments(entry.key, keep_prefix=prefix)
-        return Uploaded(md5, plan.segment_size, expected, signature, sent)
+        return Uploaded(md5, plan.segment_size, expected, signature, sent, prefix)
 
     def _listing_signature(self, entry: LocalEntry, manifest_len: int) -> RemoteSignature:
         """The listing entry of the manifest just written, so the next run can skip it with

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS entries (
     slo_etag TEXT,
     remote_hash TEXT NOT NULL,
     remote_bytes INTEGER NOT NULL,
-    remote_last_modified TEXT
+    remote_last_modified TEXT,
+    segment_prefix TEXT
 ) WITHOUT ROWID;
 -- One row per path with work to do. A claimed job carries a lease; it is deleted only
 -- after success, so a crash leaves it to be claimed again once the lease expires.
@@ -50,6 +51,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, not_before);
 """
+# _MIGRATIONS[v] brings a database from schema v to v + 1 (index 0 is the fresh schema).
+_MIGRATIONS = [
+    _SCHEMA,
+    "ALTER TABLE entries ADD COLUMN segment_prefix TEXT;",
+]
 
 
 class Database:
@@ -71,8 +77,9 @@ class Database:
             raise RuntimeError(f"{path} was written by a newer kcsync (schema {version})")
         if version < SCHEMA_VERSION:
             # executescript commits on its own, so the script carries its own transaction.
+            steps = _SCHEMA if version == 0 else "".join(_MIGRATIONS[version:])
             self._conn.executescript(
-                f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
+                f"BEGIN IMMEDIATE;{steps}PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
             )
 
     @contextmanager

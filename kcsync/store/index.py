@@ -9,12 +9,12 @@ from kcsync.store.db import Database
 
 _COLUMNS = (
     "key, size, mtime_ns, inode, ctime_ns, md5, segment_size, slo_etag, "
-    "remote_hash, remote_bytes, remote_last_modified"
+    "remote_hash, remote_bytes, remote_last_modified, segment_prefix"
 )
 
 
 def _row_to_entry(row: tuple[object, ...]) -> IndexEntry:
-    (key, size, mtime_ns, inode, ctime_ns, md5, segsize, slo_etag, rhash, rbytes, rlm) = row
+    (key, size, mtime_ns, inode, ctime_ns, md5, segsize, slo_etag, rhash, rbytes, rlm, sp) = row
     return IndexEntry(
         key=str(key),
         size=int(size),  # type: ignore[call-overload]
@@ -29,6 +29,7 @@ def _row_to_entry(row: tuple[object, ...]) -> IndexEntry:
             bytes=int(rbytes),  # type: ignore[call-overload]
             last_modified=None if rlm is None else str(rlm),
         ),
+        segment_prefix=None if sp is None else str(sp),
     )
 
 
@@ -44,7 +45,7 @@ class Index:
     def put(self, e: IndexEntry) -> None:
         with self._db.tx() as c:
             c.execute(
-                f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     e.key,
                     e.size,
@@ -57,6 +58,7 @@ class Index:
                     e.remote.hash,
                     e.remote.bytes,
                     e.remote.last_modified,
+                    e.segment_prefix,
                 ),
             )
 

@@ -146,6 +146,14 @@ class JobQueue:
                 (now,),
             ).rowcount
 
+    def has(self, key: str) -> bool:
+        """A job is waiting or running for ``key`` (dead ones do not count)."""
+        with self._db.tx() as c:
+            row = c.execute(
+                "SELECT 1 FROM jobs WHERE key = ? AND state = 'pending'", (key,)
+            ).fetchone()
+        return row is not None
+
     def outstanding(self) -> int:
         """Jobs that are pending or running (not dead)."""
         with self._db.tx() as c:

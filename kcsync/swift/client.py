@@ -266,6 +266,7 @@ class SwiftClient:
             segment_size=int(segment_size) if segment_size and segment_size.isdigit() else None,
             is_slo=h.get("X-Static-Large-Object", "").lower() == "true",
             dlo_manifest=h.get("X-Object-Manifest"),
+            mtime_raw=mtime,
         )
 
     def get_slo_segments(self, container: str, name: str) -> list[tuple[int, str]] | None:

@@ -155,3 +155,35 @@ def test_file_changing_while_read_gets_no_manifest(
     result = env.run()
     assert result.code == 0, result.stderr
     assert env.download("files/grow.bin") == path.read_bytes()
+
+
+def test_orphaned_segments_are_collected_and_live_ones_kept(env: Env) -> None:
+    env.write("keep.txt", b"k")
+    live = env.write("live.bin", os.urandom(5 * SEG))
+    env.write("gone.bin", os.urandom(5 * SEG))
+    assert env.run().code == 0
+    live_segments = segments_of(env, "files/live.bin")
+    # Orphans as a killed upload leaves them: segments of an older version of live.bin,
+    # and of gone.bin, whose file and manifest then disappear.
+    segs = f"{env.bucket}_segments"
+    stale = "files/live.bin/1000.000000/5/1/00000000"
+    env.conn.put_object(segs, stale, b"x")
+    env.conn.delete_object(env.bucket, "files/gone.bin")  # plain delete: segments stay
+    (env.data / "gone.bin").unlink()
+    gone_segments = segments_of(env, "files/gone.bin")
+    assert len(gone_segments) == 5
+    # A touched SLO: same content, new mtime. Its live segments must not look stale.
+    os.utime(live, ns=(live.stat().st_atime_ns, live.stat().st_mtime_ns + 10**9))
+
+    kept = env.run()  # the default grace period (1 h) protects recent segments
+    assert kept.code == 0, kept.stderr
+    assert stale in env.names(segs) and segments_of(env, "files/gone.bin") == gone_segments
+
+    collected = env.run(
+        large_objects={"threshold": "1MiB", "segment_size": "256KiB", "orphan_grace": "0s"}
+    )
+
+    assert collected.code == 0, collected.stderr
+    assert segments_of(env, "files/gone.bin") == []
+    assert segments_of(env, "files/live.bin") == live_segments  # stale one gone, live kept
+    assert env.download("files/live.bin") == live.read_bytes()
