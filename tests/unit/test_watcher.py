@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from watchdog.events import (
+    DirDeletedEvent,
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileOpenedEvent,
+)
+
+from kcsync.config import DEFAULT_EXCLUDES, FolderConfig
+from kcsync.watcher import Watcher, object_key
+
+ROOT = Path("/data")
+FOLDER = FolderConfig(ROOT, "files/", DEFAULT_EXCLUDES)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(settle: float = 2.0) -> tuple[Watcher, list[tuple[str, str, dict[str, Any]]], Clock]:
+    jobs: list[tuple[str, str, dict[str, Any]]] = []
+    clock = Clock()
+    watcher = Watcher(
+        (FOLDER,), lambda k, op, p: jobs.append((k, op, p)), settle=settle, clock=clock
+    )
+    return watcher, jobs, clock
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/data/a.txt", "files/a.txt"),
+        ("/data/d/b c.txt", "files/d/b c.txt"),
+        ("/data/x.part", None),
+        ("/data", None),
+        ("/elsewhere/a.txt", None),
+        ("/data/d/\udcff.txt", None),
+    ],
+    ids=["file", "nested", "excluded", "the-root", "outside", "not-utf8"],
+)
+def test_object_key(path: str, expected: str | None) -> None:
+    assert object_key(FOLDER, path) == expected
+
+
+def test_created_then_modified_waits_for_the_settle_time_and_is_one_job() -> None:
+    watcher, jobs, clock = make()
+    watcher.on_event(FOLDER, FileCreatedEvent("/data/a.txt"))
+    clock.now += 1.5
+    watcher.on_event(FOLDER, FileModifiedEvent("/data/a.txt"))
+    clock.now += 1.9
+    assert watcher.flush() == 0  # the last event was 1.9 s ago: not settled
+    clock.now += 0.2
+    assert watcher.flush() == 1
+    assert jobs == [("files/a.txt", "sync", {"path": "/data/a.txt", "reason": "watcher: sync"})]
+
+
+def test_close_after_write_is_sent_at_once() -> None:
+    watcher, jobs, _ = make()
+    watcher.on_event(FOLDER, FileOpenedEvent("/data/a.txt"))
+    watcher.on_event(FOLDER, FileModifiedEvent("/data/a.txt"))
+    watcher.on_event(FOLDER, FileClosedEvent("/data/a.txt"))
+    assert watcher.flush() == 1 and jobs[0][:2] == ("files/a.txt", "sync")
+
+
+def test_a_file_held_open_for_writing_is_not_sent_when_quiet() -> None:
+    watcher, jobs, clock = make()
+    watcher.on_event(FOLDER, FileOpenedEvent("/data/slow.bin"))
+    watcher.on_event(FOLDER, FileModifiedEvent("/data/slow.bin"))
+    clock.now += 10  # quiet for longer than settle, still open: a slow writer
+    assert watcher.flush() == 0
+    watcher.on_event(FOLDER, FileOpenedEvent("/data/slow.bin"))  # a reader (our own hashing)
+    watcher.on_event(FOLDER, FileClosedNoWriteEvent("/data/slow.bin"))
+    assert watcher.flush() == 0
+    watcher.on_event(FOLDER, FileClosedEvent("/data/slow.bin"))
+    assert watcher.flush() == 1 and len(jobs) == 1
+
+
+def test_rename_of_a_finished_part_file_sends_the_final_name() -> None:
+    watcher, jobs, _ = make()
+    watcher.on_event(FOLDER, FileCreatedEvent("/data/v.mp4.part"))
+    watcher.on_event(FOLDER, FileMovedEvent("/data/v.mp4.part", "/data/v.mp4"))
+    assert watcher.flush() == 1
+    assert jobs[0][:2] == ("files/v.mp4", "sync")
+
+
+def test_rename_within_the_folder_is_a_move() -> None:
+    watcher, jobs, _ = make()
+    watcher.on_event(FOLDER, FileMovedEvent("/data/a.txt", "/data/b.txt"))
+    watcher.flush()
+    assert jobs == [
+        (
+            "files/b.txt",
+            "move",
+            {
+                "path": "/data/b.txt",
+                "reason": "watcher: move",
+                "src": "files/a.txt",
+                "src_path": "/data/a.txt",
+            },
+        )
+    ]
+
+
+def test_rename_to_an_excluded_name_deletes_after_settling() -> None:
+    watcher, jobs, clock = make()
+    watcher.on_event(FOLDER, FileMovedEvent("/data/a.txt", "/data/a.txt.tmp"))
+    assert watcher.flush() == 0
+    clock.now += 2.1
+    watcher.flush()
+    assert jobs[0][:2] == ("files/a.txt", "delete")
+
+
+def test_delete_then_recreate_within_settle_is_a_sync_not_a_delete() -> None:
+    # Editors save by deleting and writing anew: the object must never be missing between.
+    watcher, jobs, clock = make()
+    watcher.on_event(FOLDER, FileDeletedEvent("/data/a.txt"))
+    watcher.on_event(FOLDER, FileCreatedEvent("/data/a.txt"))
+    clock.now += 3
+    watcher.flush()
+    assert [op for _, op, _ in jobs] == ["sync"]
+
+
+def test_directory_deleted_is_one_tree_job() -> None:
+    watcher, jobs, clock = make()
+    watcher.on_event(FOLDER, DirDeletedEvent("/data/album"))
+    clock.now += 3
+    watcher.flush()
+    assert jobs[0][:2] == ("files/album/", "delete_tree")
+
+
+def test_stop_flushes_unsettled_hints_into_jobs() -> None:
+    watcher, jobs, _ = make()
+    watcher.on_event(FOLDER, FileCreatedEvent("/data/a.txt"))
+    assert watcher.flush(force=True) == 1 and jobs
+
+
+class FullObserver:
+    def schedule(self, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    def start(self) -> None:
+        raise AssertionError("not reached")
+
+
+def test_inotify_limit_is_one_clear_error_and_the_daemon_keeps_going() -> None:
+    watcher = Watcher((FOLDER,), lambda *a: None, settle=1, observer_factory=FullObserver)
+    with structlog.testing.capture_logs() as logs:
+        watcher.start()
+    watcher.stop()
+    assert watcher.degraded
+    (error,) = [e for e in logs if e["log_level"] == "error"]
+    assert "sysctl fs.inotify.max_user_watches=" in error["event"]
+    assert error["folder"] == "/data"
