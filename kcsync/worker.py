@@ -52,7 +52,8 @@ class WorkerPool:
         self._on_dead = on_dead
         self._clock = clock
         self._stop = threading.Event()
-        self._wake = threading.Condition()
+        self._wake = threading.Condition()  # workers wait here for work
+        self._settled = threading.Condition()  # wait_idle waits here for jobs to finish
         self._threads: list[threading.Thread] = []
         self._busy = 0
         self._busy_lock = threading.Lock()
@@ -64,8 +65,9 @@ class WorkerPool:
             self._threads.append(t)
 
     def wake(self) -> None:
+        """New work: one idle worker is enough (waking all makes them race for the DB)."""
         with self._wake:
-            self._wake.notify_all()
+            self._wake.notify()
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop claiming; let running jobs finish for up to ``timeout`` seconds. A job still
@@ -83,10 +85,10 @@ class WorkerPool:
         with self._busy_lock:
             return self._busy == 0 and self._queue.outstanding() == 0
 
-    def wait_idle(self, *, poll: float = 0.05) -> None:
+    def wait_idle(self, *, poll: float = 0.2) -> None:
         while not self.idle():
-            with self._wake:
-                self._wake.wait(poll)
+            with self._settled:
+                self._settled.wait(poll)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -102,7 +104,8 @@ class WorkerPool:
             finally:
                 with self._busy_lock:
                     self._busy -= 1
-                self.wake()
+                with self._settled:
+                    self._settled.notify_all()
 
     def _sleep_until_work(self) -> None:
         ready = self._queue.next_ready_at()
