@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,7 +330,7 @@ class Daemon:
             log.info("stopped", clean=finished)
             return EXIT_OK
 
-    def _enqueuer(self, rt: Runtime):  # type: ignore[no-untyped-def]
+    def _enqueuer(self, rt: Runtime) -> Callable[[str, str, dict[str, Any]], None]:
         def enqueue(key: str, op: str, payload: dict[str, Any]) -> None:
             rt.queue.enqueue(key, op, payload, now=time.time())
             rt.pool.wake()

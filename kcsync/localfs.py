@@ -130,9 +130,13 @@ def _file_entry(
     if not stat.S_ISREG(st.st_mode):
         # protects: a file replaced by a FIFO or socket must not cost its object.
         return BadEntry(shown, f"not a regular file ({_kind(st.st_mode)})", protects=key)
+    return _from_stat(key, entry.path, st)
+
+
+def _from_stat(key: str, path: str, st: os.stat_result) -> LocalEntry:
     return LocalEntry(
         key=key,
-        path=entry.path,
+        path=path,
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
         inode=st.st_ino,
@@ -162,14 +166,7 @@ def restat(entry: LocalEntry) -> LocalEntry:
         raise LocalFileError(f"{printable(entry.path)}: cannot stat: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
         raise LocalFileError(f"{printable(entry.path)}: no longer a regular file")
-    return LocalEntry(
-        key=entry.key,
-        path=entry.path,
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        inode=st.st_ino,
-        ctime_ns=st.st_ctime_ns,
-    )
+    return _from_stat(entry.key, entry.path, st)
 
 
 def open_file(entry: LocalEntry) -> IO[bytes]:
