@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,10 +29,26 @@ def printable(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+@functools.lru_cache(maxsize=64)
+def _matchers(patterns: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """One compiled regex for the base-name patterns and one for the path patterns: a scan
+    of 10^6 names would otherwise run every fnmatch pattern on every one of them."""
+
+    def combined(group: list[str]) -> re.Pattern[str] | None:
+        return re.compile("|".join(fnmatch.translate(p) for p in group)) if group else None
+
+    return (
+        combined([p for p in patterns if "/" not in p]),
+        combined([p for p in patterns if "/" in p]),
+    )
+
+
 def is_excluded(rel: str, patterns: tuple[str, ...]) -> bool:
     """Patterns match the base name, or the whole relative path when they contain '/'."""
-    base = rel.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatchcase(rel if "/" in p else base, p) for p in patterns)
+    by_name, by_path = _matchers(patterns)
+    if by_name is not None and by_name.match(rel.rsplit("/", 1)[-1]):
+        return True
+    return by_path is not None and by_path.match(rel) is not None
 
 
 def scan(
@@ -275,10 +293,9 @@ def folder_path_for(folder: FolderConfig, key: str) -> Path | None:
     if not key.startswith(folder.prefix):
         return None
     rel = key[len(folder.prefix) :]
-    parts = rel.split("/")
-    if not rel or any(p in ("", ".", "..") for p in parts) or "\x00" in rel:
+    if not valid_relative_name(rel):
         return None
-    return folder.path.joinpath(*parts)
+    return folder.path.joinpath(*rel.split("/"))
 
 
 def is_excluded_path(rel: str, patterns: tuple[str, ...]) -> bool:
@@ -287,5 +304,18 @@ def is_excluded_path(rel: str, patterns: tuple[str, ...]) -> bool:
     The scan never enters an excluded directory, so a listing entry below one must be
     recognised as excluded too, or a mirror would delete it.
     """
-    parts = rel.split("/")
-    return any(is_excluded("/".join(parts[: i + 1]), patterns) for i in range(len(parts)))
+    head, _, _ = rel.rpartition("/")
+    return is_excluded(rel, patterns) or (bool(head) and _dir_excluded(head, patterns))
+
+
+@functools.lru_cache(maxsize=4096)
+def _dir_excluded(rel_dir: str, patterns: tuple[str, ...]) -> bool:
+    # Listings come in name order, so neighbours share directories: cached per directory.
+    return is_excluded_path(rel_dir, patterns)
+
+
+def valid_relative_name(rel: str) -> bool:
+    """A name a file under a folder can have: no empty, "." or ".." parts, no NUL."""
+    if not rel or "\x00" in rel:
+        return False
+    return not any(p in ("", ".", "..") for p in rel.split("/"))

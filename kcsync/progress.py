@@ -67,13 +67,13 @@ class Stats:
 class ProgressLine:
     """Redraws one status line on a terminal twice a second; silent elsewhere."""
 
-    def __init__(self, stats: Stats, stream: TextIO = sys.stderr, interval: float = 0.5) -> None:
+    def __init__(self, stats: Stats, stream: TextIO | None = None, interval: float = 0.5) -> None:
         self._stats = stats
-        self._stream = stream
+        self._stream = stream or sys.stderr
         self._interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.enabled = stream.isatty()
+        self.enabled = self._stream.isatty()
 
     def start(self) -> None:
         if self.enabled:

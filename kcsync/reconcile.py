@@ -3,6 +3,8 @@ jobs (DESIGN §2). Memory stays flat: every stream is read lazily, in name order
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -12,7 +14,13 @@ import structlog
 from kcsync import plan
 from kcsync.apply import CHECK, DELETE, UPLOAD, job_payload
 from kcsync.config import FolderConfig
-from kcsync.localfs import FolderUnavailable, folder_path_for, is_excluded_path, scan
+from kcsync.localfs import (
+    FolderUnavailable,
+    folder_path_for,
+    is_excluded_path,
+    scan,
+    valid_relative_name,
+)
 from kcsync.merge import OrderError, merge3
 from kcsync.model import BadEntry, IndexEntry, LocalEntry, RemoteEntry, RemoteSignature
 from kcsync.progress import Stats
@@ -20,6 +28,42 @@ from kcsync.store.index import Index
 from kcsync.swift.client import SwiftClient
 
 log = structlog.get_logger("kcsync.reconcile")
+
+
+def prefetched(pages: Iterator[list[RemoteEntry]], depth: int = 2) -> Iterator[RemoteEntry]:
+    """Entries of ``pages``, fetching the next pages in a thread while these are merged.
+
+    A listing is a round trip per 1000-10000 names; fetched in line, the scan and the merge
+    would wait for each one. At most ``depth`` pages wait in memory.
+    """
+    buffer: queue.Queue[list[RemoteEntry] | BaseException | None] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        buffer.put(page, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            buffer.put(exc)
+
+    thread = threading.Thread(target=fetch, name="kcsync-listing", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
+    finally:
+        stop.set()
+        thread.join()
 
 
 class Sink(Protocol):
@@ -185,13 +229,12 @@ class Reconciler:
             fp.protected.add(item.protects)
 
     def _remote(self, folder: FolderConfig, fp: _FolderPass) -> Iterator[RemoteEntry]:
-        for remote in self._client.list_objects(
+        pages = self._client.list_pages(
             self._container, prefix=folder.prefix, page_size=self._page_size
-        ):
+        )
+        for remote in prefetched(pages):
             rel = remote.name[len(folder.prefix) :]
-            if folder_path_for(folder, remote.name) is None or is_excluded_path(
-                rel, folder.exclude
-            ):
+            if not valid_relative_name(rel) or is_excluded_path(rel, folder.exclude):
                 # Not a name a file of this folder could have (or excluded): not ours to
                 # judge, so never deleted.
                 continue

@@ -205,7 +205,14 @@ class SwiftClient:
     def list_objects(
         self, container: str, *, prefix: str = "", marker: str = "", page_size: int = 1000
     ) -> Iterator[RemoteEntry]:
-        """Every object under ``prefix`` in name order.
+        """Every object under ``prefix`` in name order."""
+        for page in self.list_pages(container, prefix=prefix, marker=marker, page_size=page_size):
+            yield from page
+
+    def list_pages(
+        self, container: str, *, prefix: str = "", marker: str = "", page_size: int = 1000
+    ) -> Iterator[list[RemoteEntry]]:
+        """The listing a page at a time.
 
         Stops only on an empty page: RGW silently caps ``limit`` at 1000 even when more was
         asked for, so a short page does not mean the end (DESIGN §5).
@@ -220,10 +227,8 @@ class SwiftClient:
             page = resp.json()
             if not page:
                 return
-            for item in page:
-                if "name" not in item:  # a "subdir" pseudo-entry; we never ask for those
-                    continue
-                yield parse_listing_entry(item)
+            # "subdir" pseudo-entries only come with a delimiter, which we never send.
+            yield [parse_listing_entry(item) for item in page if "name" in item]
             marker = page[-1].get("name") or page[-1].get("subdir", "")
 
     # -- objects ----------------------------------------------------------------------------
