@@ -129,10 +129,7 @@ class Transfer:
             for e in self._client.list_objects(self._segments, prefix=prefix)
         }
         whole = hashlib.md5()
-        md5s: list[str] = []
-        sizes: list[int] = []
-        futures: list[Future[str]] = []
-        sent = 0
+        futures: list[Future[tuple[str, int]]] = []
         with open_file(entry) as f:
             for i, (_, length) in enumerate(plan.ranges(entry.size)):
                 self._slots.acquire()
@@ -140,21 +137,14 @@ class Transfer:
                     data = f.read(length)
                     if len(data) != length:
                         raise FileChangedError(f"{printable(entry.path)}: shrank while read")
+                    # The whole-file digest is sequential by nature; each segment's own MD5
+                    # is taken in its upload thread, in parallel (hashlib frees the GIL).
                     whole.update(data)
-                    md5 = hashlib.md5(data).hexdigest()
                     name = segment_name(prefix, i)
-                    md5s.append(md5)
-                    sizes.append(length)
-                    if present.get(name) == (md5, length):
-                        self._slots.release()
-                        continue
-                    fut = self._pool.submit(
-                        self._client.put_object, self._segments, name, data, etag=md5, headers={}
-                    )
+                    fut = self._pool.submit(self._send_segment, name, data, present.get(name))
                     # Released when done or cancelled, so a failed upload leaks no slot.
                     fut.add_done_callback(lambda _: self._slots.release())
                     futures.append(fut)
-                    sent += length
                 except BaseException:
                     self._slots.release()
                     _cancel(futures)
@@ -166,7 +156,10 @@ class Transfer:
                 if fut.exception():
                     _cancel(futures)
                     raise fut.exception()  # type: ignore[misc]
-            wait(futures)
+        results = [fut.result() for fut in futures]
+        md5s = [md5 for md5, _ in results]
+        sizes = [length for _, length in plan.ranges(entry.size)]
+        sent = sum(n for _, n in results)
         # Verify after every byte is read: a file appended to or rewritten meanwhile must not
         # get a manifest; its segments stay for the retry (or the orphan collector).
         check_unchanged(entry)
@@ -182,6 +175,16 @@ class Transfer:
         signature = self._listing_signature(entry, len(manifest))
         self.remove_segments(entry.key, keep_prefix=prefix)
         return Uploaded(md5, plan.segment_size, expected, signature, sent, prefix)
+
+    def _send_segment(
+        self, name: str, data: bytes, present: tuple[str, int] | None
+    ) -> tuple[str, int]:
+        """PUT one segment unless a killed upload already stored it; (md5, bytes sent)."""
+        md5 = hashlib.md5(data).hexdigest()
+        if present == (md5, len(data)):
+            return md5, 0
+        self._client.put_object(self._segments, name, data, etag=md5, headers={})
+        return md5, len(data)
 
     def _listing_signature(self, entry: LocalEntry, manifest_len: int) -> RemoteSignature:
         """The listing entry of the manifest just written, so the next run can skip it with
@@ -208,7 +211,7 @@ class Transfer:
         return removed
 
 
-def _cancel(futures: list[Future[str]]) -> None:
+def _cancel(futures: list[Future[tuple[str, int]]]) -> None:
     for fut in futures:
         fut.cancel()
     wait(futures)
