@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the test suite needs on a fresh Debian machine: the Ceph RGW packages, rclone
-# (an interop peer), and kcsync with its test extra (Swift server, python-swiftclient).
+# (an interop and benchmark peer), and kcsync with its test extra (Swift server,
+# python-swiftclient) and bench extra (matplotlib, for the harness smoke test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -14,4 +15,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m pip install -q --disable-pip-version-check -e '.[test,bench]'

@@ -1,0 +1,471 @@
+"""Markdown report and PNG chart from the measured samples (medians of the repetitions)."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.measure import Sample, median
+
+if TYPE_CHECKING:
+    from bench.tools import Command
+
+MB = 1e6
+TOOL_ORDER = ("kcsync", "rclone", "swift", "raw-put", "floor")
+SCENARIO_NAMES = {
+    "A": "A — first upload, small files",
+    "B": "B — first upload, one large file (SLO/DLO segments)",
+    "C": "C — rerun, nothing changed",
+    "D": "D — rerun, one file changed",
+    "F": "F — kcsync memory on a no-change rerun",
+    "G": "G — resume after SIGKILL at ~50 %",
+}
+
+
+@dataclass(frozen=True)
+class Server:
+    """What the report says about a backend."""
+
+    name: str
+    version: str
+    auth_url: str
+    note: str
+
+
+@dataclass
+class Table:
+    """All samples of one scenario on one backend."""
+
+    scenario: str
+    title: str
+    backend: str
+    files: int
+    bytes: int
+    reference: str | None  # the ceiling/floor row that "×" compares against
+    rows: dict[str, list[Sample]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    setup: Sample | None = None
+
+    def add(self, tool: str, sample: Sample) -> None:
+        rows = self.rows.setdefault(tool, [])
+        if sample.code != 0:
+            self.notes.append(f"{tool}, run {len(rows) + 1}: exit code {sample.code}")
+        rows.append(sample)
+
+    def med(self, tool: str, attr: str) -> float:
+        return median([float(getattr(s, attr)) for s in self.rows.get(tool, [])])
+
+    def med_extra(self, tool: str, key: str) -> float:
+        vals = [float(s.extra[key]) for s in self.rows.get(tool, []) if key in s.extra]
+        return median(vals)
+
+    def ratio(self, tool: str) -> float | None:
+        if self.reference is None or self.reference not in self.rows:
+            return None
+        return self.med(tool, "wall") / self.med(self.reference, "wall")
+
+    def tools(self) -> list[str]:
+        return sorted(self.rows, key=lambda t: (TOOL_ORDER.index(t) if t in TOOL_ORDER else 9, t))
+
+
+def by_method(samples: list[Sample]) -> dict[str, int]:
+    methods = {m for s in samples if s.traffic for m in s.traffic.by_method}
+    return {
+        m: round(median([s.traffic.by_method.get(m, 0) for s in samples if s.traffic]))
+        for m in methods
+    }
+
+
+def fmt_methods(counts: dict[str, int] | None) -> str:
+    if not counts:
+        return "n/a"
+    return " · ".join(f"{m} {n}" for m, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def f2(x: float, digits: int = 2) -> str:
+    return "n/a" if x != x else f"{x:,.{digits}f}"  # NaN check
+
+
+# -- tables -------------------------------------------------------------------------------------
+
+
+def _rows_common(t: Table, tool: str) -> list[str]:
+    s = t.rows[tool]
+    walls = [x.wall for x in s]
+    counts = by_method(s)
+    return [
+        f2(t.med(tool, "wall")),
+        f"{min(walls):.2f}–{max(walls):.2f}",
+        f2(t.med(tool, "cpu")),
+        f2(t.med(tool, "rss_mb"), 0),
+        str(sum(counts.values())) if counts else "n/a",
+        fmt_methods(counts),
+    ]
+
+
+def throughput_table(t: Table) -> list[str]:
+    upload = t.scenario in ("A", "B")
+    rate_head = {"A": ["files/s", "MB/s"], "B": ["MB/s"]}.get(t.scenario, ["files/s"])
+    head = ["tool", "wall s", *rate_head, "range", "CPU s", "peak RSS MiB", "requests"]
+    head += ["by method", f"× {'raw PUT' if upload else 'floor'}"]
+    out = [_md_row(head), _md_row(["---"] * len(head))]
+    for tool in t.tools():
+        wall = t.med(tool, "wall")
+        common = _rows_common(t, tool)
+        rates = {
+            "files/s": f2(t.files / wall, 0),
+            "MB/s": f2(t.bytes / wall / MB, 1),
+        }
+        rates_cells = [rates[h] for h in rate_head]
+        ratio = t.ratio(tool)
+        label = {"raw-put": "raw PUT (ceiling)", "floor": "walk + listing (floor)"}.get(tool, tool)
+        out.append(
+            _md_row(
+                [
+                    label,
+                    common[0],
+                    *rates_cells,
+                    *common[1:],
+                    "" if ratio is None else f"{ratio:.2f}",
+                ]
+            )
+        )
+    if "floor" in t.rows:
+        walk, lst = t.med_extra("floor", "walk_s"), t.med_extra("floor", "list_s")
+        out.append(f"\nFloor split: stat walk {walk:.2f} s, paged listing {lst:.2f} s.")
+    return out
+
+
+def memory_table(t: Table) -> list[str]:
+    head = ["files", "run", "wall s", "CPU s", "peak RSS MiB", "KiB per extra file", "requests"]
+    out = [_md_row(head), _md_row(["---"] * len(head))]
+    first: dict[str, tuple[int, float]] = {}  # run kind -> (files, RSS) of the smallest set
+    for key in t.rows:
+        run, n = key.split()[0], int(key.split()[1])
+        rss = t.med(key, "rss_mb")
+        base = first.setdefault(run, (n, rss))
+        marginal = (rss - base[1]) * 1024 / (n - base[0]) if n > base[0] else float("nan")
+        out.append(
+            _md_row(
+                [
+                    f"{n:,}",
+                    run + (" (1 run)" if run == "upload" else ""),
+                    f2(t.med(key, "wall")),
+                    f2(t.med(key, "cpu")),
+                    f2(rss, 0),
+                    f2(marginal, 2),
+                    fmt_methods(by_method(t.rows[key])),
+                ]
+            )
+        )
+    return [
+        "KiB per extra file = RSS growth over the smallest set, divided by the extra files.",
+        "",
+        *out,
+    ]
+
+
+def resume_table(t: Table) -> list[str]:
+    head = [
+        "tool", "killed at (segments listed)", "re-sent MB", "re-sent / file",
+        "ideal", "rerun wall s", "rerun CPU s", "peak RSS MiB", "rerun requests",
+    ]  # fmt: skip
+    out = [_md_row(head), _md_row(["---"] * len(head))]
+    for tool in t.tools():
+        s = t.rows[tool]
+        listed, total = t.med_extra(tool, "listed"), t.med_extra(tool, "total")
+        resent = t.med_extra(tool, "resent")
+        killed = sum(1 for x in s if x.extra.get("killed"))
+        out.append(
+            _md_row(
+                [
+                    tool,
+                    f"{listed:.0f} / {total:.0f}"
+                    + ("" if killed == len(s) else f" ({len(s) - killed} not killed)"),
+                    f2(resent / MB, 1),
+                    f"{resent / t.bytes:.0%}",
+                    f"{max(0.0, 1 - listed / total):.0%}",
+                    f2(t.med(tool, "wall")),
+                    f2(t.med(tool, "cpu")),
+                    f2(t.med(tool, "rss_mb"), 0),
+                    fmt_methods(by_method(s)),
+                ]
+            )
+        )
+    return out
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+# -- machine ------------------------------------------------------------------------------------
+
+
+def _cmd_out(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def machine(kcsync_rev: str) -> list[tuple[str, str]]:
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
+    return [
+        ("CPUs (nproc)", str(len(os.sched_getaffinity(0)))),
+        ("CPU model", cpu),
+        ("memory", mem),
+        ("kernel", platform.release()),
+        ("Python", platform.python_version()),
+        ("kcsync", kcsync_rev),
+        ("rclone", (_cmd_out(["rclone", "version"]).splitlines() or ["?"])[0]),
+        ("python-swiftclient", importlib.metadata.version("python-swiftclient")),
+    ]
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def write_report(
+    out: Path,
+    *,
+    tables: list[Table],
+    commands: dict[str, Command],
+    backends: list[Server],
+    md5_mbps: float,
+    argv: list[str],
+    quick: bool,
+    repeat: int,
+    workers: int,
+    segment: int,
+    threshold: int,
+    elapsed: float,
+    tmp: Path,
+    load: tuple[str, str],
+    kcsync_rev: str,
+    remarks: tuple[str, ...] = (),
+) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    png = out.with_suffix(".png")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# kcsync benchmarks",
+        "",
+        f"Generated by `{shlex.join(argv)}` on {now} "
+        f"({'quick: data sets ~100x smaller' if quick else 'full size'}; {elapsed / 60:.1f} min). "
+        "Regenerate with the same command; the chart needs matplotlib (the `bench` extra).",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *(_md_row([k, v]) for k, v in machine(kcsync_rev)),
+        *(_md_row([f"server: {b.name}", b.version]) for b in backends),
+        _md_row(["load average (1, 5, 15 min)", f"{load[0]} at start, {load[1]} at the end"]),
+        "",
+        "## Method",
+        "",
+        f"- Every tool runs with the same concurrency ({workers}: kcsync `workers`, rclone "
+        "`--transfers/--checkers`, swift `--object-threads/--segment-threads`) and segment size "
+        f"({segment / 2**20:g} MiB; kcsync `large_objects.threshold` {threshold / 2**20:g} MiB).",
+        f"- {repeat} repetitions; tables show the median (and the wall-time range). The order of "
+        "the tools rotates every repetition (A,B,C then B,C,A, ...). First uploads go to a "
+        "fresh bucket each; reruns share one bucket that kcsync uploaded first.",
+        "- Wall time of the child process; CPU = user + sys and peak RSS = ru_maxrss, both "
+        "from `os.wait4` on the child. Data sets are deterministic (seeded RNG) and sit in "
+        "the page cache (warm) for every tool. Client and server share the same cores.",
+        "- Requests are counted from the server's access log (Swift proxy-logging client "
+        "lines, without internal subrequests; RGW beast lines), for every tool alike; they "
+        "include the auth request.",
+        "- Ceilings/floors, measured in the same run: **raw PUT** = a minimal threaded "
+        f"client (one requests.Session per thread, {workers} threads, no hashing) PUTting the "
+        "same data (the large file: its segments only, no manifest); **floor** = `os.walk` + "
+        "`stat` of the tree plus the paged JSON listing of the bucket; "
+        f"**MD5** on one core: {md5_mbps:,.0f} MB/s "
+        f"(a 2 GiB file needs {2 * 2**30 / md5_mbps / 1e6:.1f} s just to hash).",
+        "- `×` = median wall time over that of the ceiling/floor row (1.00 = as fast as it).",
+        *(f"- {b.note}" for b in backends if b.note),
+        *(f"- **Caveat:** {r}" for r in (*_busy(load), *remarks)),
+        "",
+        f"![key ratios]({png.name})",
+        "",
+    ]
+    for scenario in ("A", "B", "C", "D", "F", "G"):
+        for t in (t for t in tables if t.scenario == scenario):
+            lines += _section(t)
+    lines += [
+        "## E — daemon latency",
+        "",
+        "TODO: not part of this harness yet. `bench/daemon_latency.py` measures it on its own "
+        "(`python3 -m bench.daemon_latency --backend swift`); `Bench.daemon_latency` in "
+        "`bench/run.py` is the hook (scenario `E`) where it is to be integrated.",
+        "",
+        "## Commands",
+        "",
+        "`$TMP` is the harness's temp dir, `$AUTH` the server's v1 auth URL (user `test:tester`, "
+        "key `testing`). rclone gets its remote from the environment shown.",
+        "",
+        "```sh",
+    ]
+    for label, cmd in commands.items():
+        lines.append(f"# {label}")
+        shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in cmd.shown_env.items())
+        text = (shown + " " if shown else "") + shlex.join(cmd.argv)
+        for b in backends:
+            text = text.replace(b.auth_url, "$AUTH")
+        lines.append(text.replace(str(tmp), "$TMP"))
+    lines += ["```", ""]
+    kc = [c.config for c in commands.values() if c.config]
+    if kc:
+        text = kc[0]
+        for b in backends:
+            text = text.replace(b.auth_url, "$AUTH")
+        lines += ["kcsync config (first run; bucket and state_dir vary per run):", "",
+                  "```yaml", text.replace(str(tmp), "$TMP").rstrip(), "```", ""]  # fmt: skip
+    out.write_text("\n".join(lines))
+    chart(png, tables)
+
+
+def _busy(load: tuple[str, str]) -> list[str]:
+    """Other work on the machine skews every number; say so when the load shows it."""
+    cpus = len(os.sched_getaffinity(0))
+    worst = max(float(x) for pair in load for x in pair.split(", "))
+    if worst <= cpus / 2:
+        return []
+    return [
+        f"other processes were running (load average up to {worst:.1f} on {cpus} CPUs); "
+        "they took CPU from the tools and the server, so times vary more than usual: check "
+        "the ranges before reading much into small differences."
+    ]
+
+
+def _section(t: Table) -> list[str]:
+    size = f"{t.files:,} file{'s' * (t.files != 1)}, {t.bytes / MB:,.1f} MB" if t.files else ""
+    lines = [f"## {SCENARIO_NAMES.get(t.scenario, t.scenario)} — {t.backend}", ""]
+    if size and t.scenario != "F":
+        lines += [f"Data: {size}.", ""]
+    if t.scenario == "F":
+        lines += memory_table(t)
+    elif t.scenario == "G":
+        lines += [
+            "The first upload is SIGKILLed once half of the segments are listed in "
+            "`BUCKET_segments`; the rerun is measured. Re-sent = PUT body bytes into the "
+            "segments container during the rerun (server log); ideal = the part not yet "
+            "listed at the kill.",
+            "",
+            *resume_table(t),
+        ]
+    else:
+        lines += throughput_table(t)
+    if t.setup is not None:
+        s = t.setup
+        lines += ["", f"Setup (kcsync's first upload of this tree, 1 run): {s.wall:.2f} s, "
+                      f"CPU {s.cpu:.2f} s, peak RSS {s.rss_mb:.0f} MiB, "
+                      f"{s.requests or 'n/a'} requests."]  # fmt: skip
+    lines += _self_count_notes(t)
+    lines += [f"- {n}" for n in t.notes]
+    return [*lines, ""]
+
+
+def _self_count_notes(t: Table) -> list[str]:
+    """kcsync's own request count against the server log (they differ by the auth GET)."""
+    out = []
+    for tool, samples in t.rows.items():
+        own = [s for s in samples if s.self_requests is not None and s.traffic]
+        if not own:
+            continue
+        s = own[0]
+        assert s.traffic is not None and s.self_requests is not None
+        diff = {
+            m: s.traffic.by_method.get(m, 0) - s.self_requests.get(m, 0)
+            for m in set(s.traffic.by_method) | set(s.self_requests)
+        }
+        diff = {m: d for m, d in diff.items() if d}
+        if diff and diff != {"GET": 1}:
+            out.append(f"- {tool}: server log minus kcsync's own count: {diff}")
+    return ["", *out] if out else []
+
+
+# -- chart --------------------------------------------------------------------------------------
+
+
+def chart(png: Path, tables: list[Table]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing (pip install matplotlib): no chart", flush=True)
+        return
+    ratio_tables = [t for t in tables if t.reference and t.reference in t.rows]
+    mem = [t for t in tables if t.scenario == "F"]
+    resume = [t for t in tables if t.scenario == "G"]
+    panels = 1 + bool(mem) + bool(resume)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels + 2, 4.5), squeeze=False)
+    ax = axes[0][0]
+    tools = ["kcsync", "rclone", "swift"]
+    width = 0.8 / len(tools)
+    for i, tool in enumerate(tools):
+        xs = [j + i * width for j, t in enumerate(ratio_tables) if tool in t.rows]
+        ys = [t.ratio(tool) or 0.0 for t in ratio_tables if tool in t.rows]
+        ax.bar(xs, ys, width, label=tool)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks([j + width for j in range(len(ratio_tables))])
+    ax.set_xticklabels([f"{t.scenario}\n{t.backend}" for t in ratio_tables])
+    ax.set_yscale("log")
+    ax.set_ylabel("wall time ÷ ceiling (A, B) or floor (C, D)")
+    ax.set_title("lower is better; 1 = ceiling/floor")
+    ax.legend()
+    k = 1
+    if mem:
+        ax = axes[0][k]
+        k += 1
+        for t in mem:
+            for run in ("upload", "rerun"):
+                pts = sorted(
+                    (int(key.split()[1]), t.med(key, "rss_mb")) for key in t.rows
+                    if key.startswith(run)
+                )  # fmt: skip
+                ax.plot(*zip(*pts, strict=True), marker="o", label=f"{run} ({t.backend})")
+        ax.set_xscale("log")
+        ax.set_xlabel("files")
+        ax.set_ylabel("kcsync peak RSS (MiB)")
+        ax.set_title("F: memory vs file count")
+        ax.legend()
+    if resume:
+        ax = axes[0][k]
+        labels, vals, ideal = [], [], []
+        for t in resume:
+            for tool in t.tools():
+                labels.append(f"{tool}\n{t.backend}")
+                vals.append(100 * t.med_extra(tool, "resent") / t.bytes)
+                listed, total = t.med_extra(tool, "listed"), t.med_extra(tool, "total")
+                ideal.append(100 * max(0.0, 1 - listed / total))
+        ax.bar(range(len(vals)), vals, label="re-sent")
+        ax.plot(range(len(ideal)), ideal, "k_", markersize=20, label="ideal")
+        ax.set_xticks(range(len(vals)))
+        ax.set_xticklabels(labels, fontsize=8)
+        ax.set_ylabel("% of the file sent again")
+        ax.set_title("G: resume after kill at ~50 %")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)

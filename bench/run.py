@@ -1,0 +1,378 @@
+"""kcsync benchmark: ``python3 -m bench.run [--quick] [--backends swift,rgw] [--repeat 3]``.
+
+Starts the local server(s), makes the data sets under a temp dir, runs every tool with the
+same concurrency and segment size (the order rotates each repetition), takes the median and
+writes a Markdown report plus a PNG chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import backends, datasets
+from bench.backends import Backend
+from bench.baseline import md5_rate
+from bench.measure import Sample, run_measured, tail
+from bench.report import Server, Table, write_report
+from bench.tools import REPO, Command, Job, command
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+PEERS = ("kcsync", "rclone", "swift")
+ALL_SCENARIOS = ("A", "B", "C", "D", "E", "F", "F6", "G")
+DEFAULT_SCENARIOS = "A,B,C,D,F,G"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    small_files: int
+    tree_files: int
+    big: int
+    segment: int
+    memory_files: tuple[int, ...]
+    memory_files_xl: int
+    md5_mib: int
+
+    @property
+    def threshold(self) -> int:
+        return 4 * self.segment  # small files are plain PUTs, the big file an SLO
+
+
+FULL = Sizes(10_000, 100_000, 2 * GiB, 64 * MiB, (10_000, 100_000), 1_000_000, 256)
+# Quick is a CI smoke test that must finish both backends in about a minute: the small-file
+# sets shrink more than 100x because the peers' reruns HEAD every object (~100/s here).
+QUICK = Sizes(50, 100, 32 * MiB, 1 * MiB, (30, 100), 1_000, 32)
+
+
+def rotate(items: Sequence[str], rep: int) -> list[str]:
+    """A,B,C then B,C,A then C,A,B: every tool goes first, warm or cold, equally often."""
+    k = rep % len(items)
+    return [*items[k:], *items[:k]]
+
+
+@dataclass
+class Bench:
+    sizes: Sizes
+    repeat: int
+    workers: int
+    seed: int
+    tmp: Path
+    code: Path  # the kcsync snapshot every run imports
+    tables: list[Table] = field(default_factory=list)
+    commands: dict[str, Command] = field(default_factory=dict)
+    _trees: dict[str, datasets.Tree] = field(default_factory=dict)
+    _serial: int = 0
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def name(self, *parts: object) -> str:
+        self._serial += 1
+        return "-".join(["bench", *(str(p) for p in parts), str(self._serial)]).lower()
+
+    def tree(self, kind: str, n: int) -> datasets.Tree:
+        """A data set, made once per harness run and shared by the backends."""
+        key = f"{kind}-{n}"
+        if key not in self._trees:
+            path = self.tmp / "data" / key / ("big" if kind == "big" else "tree")
+            t0 = time.monotonic()
+            if kind == "small":
+                tree = datasets.small_files(path, n, 4 * KiB, 256 * KiB, self.seed)
+            elif kind == "tiny":
+                tree = datasets.small_files(path, n, 0, 2 * KiB, self.seed + 1)
+            elif kind == "empty":
+                tree = datasets.empty_files(path, n)
+            else:
+                tree = datasets.big_file(path, n, self.seed + 2)
+            say(f"  data {key}: {tree.files} files, {tree.bytes / 1e6:.1f} MB in "
+                f"{time.monotonic() - t0:.1f}s")  # fmt: skip
+            self._trees[key] = tree
+        return self._trees[key]
+
+    def job(self, tree: datasets.Tree, bucket: str, big: bool = False) -> Job:
+        return Job(
+            tree=tree.path,
+            bucket=bucket,
+            state=self.tmp / "state" / bucket,
+            workers=self.workers,
+            segment=self.sizes.segment,
+            threshold=self.sizes.threshold,
+            big=tree.path / "big.bin" if big else None,
+            code=self.code,
+        )
+
+    def measure(
+        self,
+        label: str,
+        tool: str,
+        op: str,
+        job: Job,
+        be: Backend,
+        kill_when: Callable[[], bool] | None = None,
+    ) -> Sample:
+        cmd = command(tool, op, job, be)
+        self.commands.setdefault(f"{label} · {tool} ({op})", cmd)
+        be.log.mark()
+        logs = self.tmp / "logs" / f"{job.bucket}-{tool}-{op}-{time.monotonic_ns()}"
+        s = run_measured(cmd.argv, env=cmd.env, cwd=cmd.cwd, logs=logs, kill_when=kill_when)
+        s.traffic = be.log.read()
+        if tool in ("raw-put", "floor") and s.code == 0:
+            s.extra.update(json.loads((logs / "out").read_text().splitlines()[-1]))
+        flag = "" if s.code == 0 else f"  EXIT {s.code}"
+        say(f"    {tool:8} {op:6} {s.wall:8.2f}s cpu {s.cpu:7.2f}s rss {s.rss_mb:6.0f}MiB "
+            f"req {s.requests}{flag}")  # fmt: skip
+        if s.code not in (0, -9):
+            say(tail(logs / "err"))
+        return s
+
+    def drop(self, be: Backend, bucket: str, big: bool = False) -> None:
+        for c in (bucket, f"{bucket}_segments"):
+            be.store.drop(c)
+        if big and self.sizes.big >= GiB:
+            be.gc()
+
+    # -- scenarios --------------------------------------------------------------------------
+
+    def first_upload(self, be: Backend, scenario: str, tree: datasets.Tree, title: str) -> None:
+        """A and B: every tool and the raw-PUT ceiling into a fresh bucket each."""
+        big = scenario == "B"
+        table = Table(scenario, title, be.name, tree.files, tree.bytes, reference="raw-put")
+        for rep in range(self.repeat):
+            for tool in rotate([*PEERS, "raw-put"], rep):
+                bucket = self.name(scenario, tool, rep)
+                s = self.measure(scenario, tool, "upload", self.job(tree, bucket, big), be)
+                if tool != "raw-put":
+                    s.extra["objects"] = be.store.object_count(bucket)
+                    if s.extra["objects"] != tree.files:
+                        table.notes.append(f"{tool} rep {rep}: {s.extra['objects']} objects")
+                table.add(tool, s)
+                # Big objects always go (disk); small ones only from RGW's RAM.
+                if big or be.caps.small_files is not None:
+                    self.drop(be, bucket, big)
+        self.tables.append(table)
+
+    def reruns(self, be: Backend, tree: datasets.Tree, want: set[str]) -> None:
+        """C and D on one bucket: kcsync uploads it first (so its index exists), then the
+        three tools and the floor rerun on it, first unchanged (C), then with one file
+        changed before every run (D)."""
+        bucket = self.name("cd", be.name)
+        job = self.job(tree, bucket)
+        say(f"  setup: kcsync uploads {tree.files} files")
+        setup = self.measure("C setup", "kcsync", "upload", job, be)
+        c = Table("C", "rerun, nothing changed", be.name, tree.files, tree.bytes, "floor")
+        c.setup = setup
+        for rep in range(self.repeat if "C" in want else 0):
+            for tool in rotate([*PEERS, "floor"], rep):
+                c.add(tool, self.measure("C", tool, "rerun", job, be))
+        d = Table("D", "rerun, 1 file changed", be.name, tree.files, tree.bytes, "floor")
+        original = (tree.path / "d0000" / "f0000000.bin").read_bytes()
+        serial = 0
+        for rep in range(self.repeat if "D" in want else 0):
+            for tool in rotate([*PEERS, "floor"], rep):
+                if tool != "floor":
+                    serial += 1
+                    datasets.change_one(tree, serial, self.seed)
+                d.add(tool, self.measure("D", tool, "rerun", job, be))
+        (tree.path / "d0000" / "f0000000.bin").write_bytes(original)
+        for t in (c, d):
+            if t.rows:
+                for tool, samples in t.rows.items():
+                    writes = [x.traffic.writes if x.traffic else 0 for x in samples]
+                    if any(writes):
+                        t.notes.append(f"{tool}: object writes (PUT/POST/DELETE) per run: {writes}")
+                self.tables.append(t)
+        if be.caps.tree_files is not None:
+            self.drop(be, bucket)
+
+    def memory(self, be: Backend, counts: Sequence[int]) -> None:
+        """F: kcsync's peak RSS on a no-change rerun, by file count."""
+        table = Table("F", "kcsync memory, no-change rerun of empty files", be.name, 0, 0, None)
+        for n in counts:
+            tree = self.tree("empty", n)
+            job = self.job(tree, self.name("f", n))
+            say(f"  F {n} files")
+            table.add(f"upload {n}", self.measure(f"F {n}", "kcsync", "upload", job, be))
+            for _ in range(self.repeat):
+                table.add(f"rerun {n}", self.measure(f"F {n}", "kcsync", "rerun", job, be))
+        self.tables.append(table)
+
+    def resume(self, be: Backend, tree: datasets.Tree) -> None:
+        """G: kill a first upload of the big file once half its segments are listed, rerun,
+        and count the segment bytes the rerun PUTs again."""
+        total = math.ceil(tree.bytes / self.sizes.segment)
+        table = Table("G", "resume after SIGKILL at ~50 %", be.name, 1, tree.bytes, None)
+        for rep in range(self.repeat):
+            for tool in rotate(PEERS, rep):
+                bucket = self.name("g", tool, rep)
+                segs = f"{bucket}_segments"
+                job = self.job(tree, bucket)
+
+                def half(segs: str = segs) -> bool:
+                    return be.store.count(segs) * 2 >= total
+
+                first = self.measure("G (killed)", tool, "upload", job, be, kill_when=half)
+                listed = be.store.count(segs)
+                s = self.measure("G", tool, "rerun" if tool == "swift" else "upload", job, be)
+                resent = s.traffic.put_bytes_by_container.get(segs, 0) if s.traffic else 0
+                s.extra.update(killed=first.code == -9, listed=listed, total=total, resent=resent)
+                table.add(tool, s)
+                self.drop(be, bucket, big=True)
+        self.tables.append(table)
+
+    def daemon_latency(self, be: Backend) -> None:
+        """E: time from a file's close to its object being listed, with kcsync as a daemon.
+
+        TODO(E): not measured here yet. bench/daemon_latency.py (standalone, prints JSON)
+        measures it against its own server; to integrate, run it as a child per backend, or
+        port its loop here: start ``kcsync -c CFG`` (no --once) via run_measured with a
+        kill_when that ends it after the burst, then add a Table "E" with p50/p95 latency.
+        """
+        say("  E: TODO, see bench/daemon_latency.py (not integrated into this report yet)")
+
+    def run_backend(self, be: Backend, want: set[str]) -> None:
+        z = self.sizes
+        caps = be.caps
+        began = time.monotonic()
+        if "A" in want:
+            n = min(z.small_files, caps.small_files or z.small_files)
+            say(f"[{be.name}] A: first upload of {n} small files")
+            self.first_upload(be, "A", self.tree("small", n), "first upload, small files")
+        big = min(z.big, caps.big_bytes or z.big)
+        if "B" in want:
+            say(f"[{be.name}] B: first upload of one {big / GiB:.2f} GiB file")
+            self.first_upload(be, "B", self.tree("big", big), "first upload, one large file")
+        if want & {"C", "D"}:
+            n = min(z.tree_files, caps.tree_files or z.tree_files)
+            say(f"[{be.name}] C/D: reruns over {n} tiny files")
+            self.reruns(be, self.tree("tiny", n), want)
+        if "E" in want:
+            self.daemon_latency(be)
+        if want & {"F", "F6"} and caps.memory_runs:
+            counts = [*z.memory_files, *([z.memory_files_xl] if "F6" in want else [])]
+            say(f"[{be.name}] F: kcsync RSS for {counts} empty files")
+            self.memory(be, counts)
+        if "G" in want:
+            say(f"[{be.name}] G: resume of a {big / GiB:.2f} GiB upload killed at ~50 %")
+            self.resume(be, self.tree("big", big))
+        say(f"[{be.name}] done in {time.monotonic() - began:.0f}s")
+
+
+def kcsync_rev() -> str:
+    """HEAD, plus a note if kcsync/ has uncommitted changes."""
+
+    def git(*a: str) -> str:
+        out = subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "kcsync")
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
+
+
+def loadavg() -> str:
+    return ", ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def workdir(parent: str | None, keep: bool) -> Iterator[Path]:
+    tmp = Path(tempfile.mkdtemp(prefix="kcsync-bench-", dir=parent))
+    try:
+        yield tmp
+    finally:
+        if keep:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python3 -m bench.run", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="~100x smaller data sets (CI smoke)")
+    p.add_argument("--backends", default="swift,rgw", help="comma list of swift, rgw")
+    p.add_argument(
+        "--scenarios",
+        default=DEFAULT_SCENARIOS,
+        help=f"comma list of {', '.join(ALL_SCENARIOS)} (F6: F with 10^6 files too)",
+    )
+    p.add_argument(
+        "--repeat", type=int, help="repetitions, the median is reported (default 3; quick: 1)"
+    )
+    p.add_argument("--workers", type=int, default=8, help="concurrency of every tool")
+    p.add_argument("--seed", type=int, default=20240601)
+    p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    p.add_argument("--tmp", help="parent of the temp dir (default: system temp)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (data, logs)")
+    p.add_argument(
+        "--save", type=Path, help="also pickle the results here (re-render: --render-from)"
+    )
+    p.add_argument("--render-from", type=Path, help="only write the report from a --save file")
+    args = p.parse_args(argv)  # fmt: skip
+    if args.render_from:
+        write_report(args.out, **pickle.loads(args.render_from.read_bytes()))
+        return 0
+    want = {s.strip().upper() for s in args.scenarios.split(",") if s.strip()}
+    if bad := want - set(ALL_SCENARIOS):
+        p.error(f"unknown scenarios: {', '.join(sorted(bad))}")
+    names = [b.strip() for b in args.backends.split(",") if b.strip()]
+    sizes = QUICK if args.quick else FULL
+    repeat = args.repeat or (1 if args.quick else 3)
+    started = time.monotonic()
+    load_start = loadavg()
+    with workdir(args.tmp, args.keep) as tmp:
+        # Others may edit kcsync/ while this runs: every run imports one snapshot of it.
+        code = tmp / "code"
+        shutil.copytree(
+            REPO / "kcsync", code / "kcsync", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        revs = [kcsync_rev()]
+        bench = Bench(sizes, repeat, args.workers, args.seed, tmp, code)
+        say(f"MD5 on one core over {sizes.md5_mib} MiB ...")
+        md5 = md5_rate(sizes.md5_mib)
+        used: list[Server] = []
+        for name in names:
+            with contextlib.ExitStack() as stack:
+                t0 = time.monotonic()
+                be = backends.start(name, stack, tmp)
+                say(f"[{name}] started in {time.monotonic() - t0:.1f}s: {be.version}")
+                used.append(Server(be.name, be.version, be.auth_url, be.caps.note))
+                bench.run_backend(be, want)
+        elapsed = time.monotonic() - started
+        report: dict[str, Any] = {
+            "tables": bench.tables,
+            "commands": bench.commands,
+            "backends": used,
+            "md5_mbps": md5,
+            "argv": ["python3", "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])],
+            "quick": args.quick,
+            "repeat": repeat,
+            "workers": args.workers,
+            "segment": sizes.segment,
+            "threshold": sizes.threshold,
+            "elapsed": elapsed,
+            "tmp": tmp,
+            "load": (load_start, loadavg()),
+            "kcsync_rev": revs[0],
+        }
+        if args.save:
+            args.save.write_bytes(pickle.dumps(report))
+        write_report(args.out, **report)
+    say(f"wrote {args.out} and {args.out.with_suffix('.png')} in {elapsed:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

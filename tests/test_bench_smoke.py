@@ -1,0 +1,49 @@
+"""A seconds-long run of the benchmark harness, so it cannot rot. It asserts that every
+scenario produced a row for every tool, never how fast anything was."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.server
+
+
+def test_quick_harness_run_reports_every_tool(tmp_path: Path) -> None:
+    out = tmp_path / "bench.md"
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--quick",
+            "--backends",
+            "swift",
+            "--scenarios",
+            "A,B,C,D,G",
+            "--repeat",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=600,
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = out.read_text()
+    assert out.with_suffix(".png").stat().st_size > 1000
+    for heading in ("## A", "## B", "## C", "## D", "## G"):
+        section = report.split(heading, 1)[1].split("\n## ", 1)[0]
+        for tool in ("| kcsync |", "| rclone |", "| swift |"):
+            assert tool in section, f"{heading}: no row for {tool}"
