@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -72,7 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.once:
             return run_once(config, dry_run=args.dry_run)
-        return Daemon(config).run()
+        code = Daemon(config).run()
+        # Everything kcsync owns is stopped and its state committed; a library thread that
+        # outlives that (logged above) must not keep systemd's stop job waiting.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     except KcsyncError as exc:
         print(f"kcsync: {logs.redactor.scrub(str(exc))}", file=sys.stderr)
         return exc.exit_code

@@ -327,6 +327,15 @@ class Daemon:
             finished = rt.pool.stop(timeout=config.daemon.stop_timeout)
             if finished:
                 rt.close()
+            lingering = [
+                t.name
+                for t in threading.enumerate()
+                if t is not threading.current_thread() and t.is_alive() and not t.daemon
+            ]
+            if lingering:
+                # Seen once under heavy load in CI: the process outlived a clean stop. Name
+                # the threads so the cause shows up in the journal.
+                log.warning("threads still alive at exit", threads=lingering)
             log.info("stopped", clean=finished)
             return EXIT_OK
 
