@@ -69,7 +69,7 @@ def put(args: argparse.Namespace) -> dict[str, object]:
 
         jobs, work = files, one_file  # type: ignore[assignment]
     with ThreadPoolExecutor(args.threads) as pool:
-        list(pool.map(work, jobs))  # type: ignore[arg-type]
+        list(pool.map(work, jobs))
     return {"objects": len(jobs)}
 
 

@@ -21,6 +21,8 @@ if pid == 0:
     finally:
         os._exit(127)
 signal.signal(signal.SIGUSR1, lambda *_: os.kill(pid, signal.SIGKILL))
+with open(result + ".ready", "w") as f:  # SIGUSR1 is safe to send from now on
+    f.write(str(pid))
 _, status, ru = os.wait4(pid, 0)
 wall = time.perf_counter() - start
 with open(result, "w") as f:

@@ -49,7 +49,9 @@ class AccessLog:
         self._offset = 0
 
     def mark(self) -> None:
-        self._offset = self._size()
+        """Start counting here, once the lines of earlier requests (the harness's own clean-up;
+        RGW logs asynchronously) are written."""
+        self._offset = self._settle()
 
     def _size(self) -> int:
         try:
@@ -57,14 +59,18 @@ class AccessLog:
         except FileNotFoundError:
             return 0
 
-    def read(self) -> Traffic:
-        # The server writes a line after the response; wait until the log stops growing.
+    def _settle(self) -> int:
+        """The log's size once it stops growing (a line is written after each response)."""
         size, deadline = self._size(), time.monotonic() + 3
         while time.monotonic() < deadline:
             time.sleep(0.05)
             if (now := self._size()) == size:
                 break
             size = now
+        return size
+
+    def read(self) -> Traffic:
+        size = self._settle()
         with open(self.path, "rb") as f:
             f.seek(self._offset)
             text = f.read(size - self._offset).decode(errors="replace")
@@ -134,23 +140,32 @@ def run_measured(
     logs: Path,
     kill_when: Callable[[], bool] | None = None,
     poll: float = 0.02,
+    timeout: float = 3600.0,
 ) -> Sample:
-    """Run ``cmd`` to completion (or until ``kill_when()`` says SIGKILL) and measure it.
+    """Run ``cmd`` to completion (or until ``kill_when()`` says SIGKILL, or ``timeout``
+    seconds) and measure it.
 
     The child is started by bench/launch.py, which reports its wait4 rusage (see there why).
     stdout/stderr go to files under ``logs`` (``out``/``err``).
     """
     logs.mkdir(parents=True, exist_ok=True)
     result = logs / "rusage"
+    for stale in (result, Path(f"{result}.ready")):
+        stale.unlink(missing_ok=True)
     argv = [sys.executable, "-S", "-I", str(_LAUNCHER), str(result), *cmd]
     with open(logs / "out", "wb") as out, open(logs / "err", "wb") as err:
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
-        if kill_when is not None:
-            while proc.poll() is None:
-                if kill_when():
-                    proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        try:
+            while kill_when is not None and proc.poll() is None:
+                if kill_when() or time.monotonic() > deadline:
+                    _kill(proc, result)
                     break
                 time.sleep(poll)
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            # A stuck run (a full RGW memstore blocks writes forever) ends as exit code -9.
+            _kill(proc, result)
         proc.wait()
     if proc.returncode != 0 or not result.exists():
         raise RuntimeError(f"launcher failed ({proc.returncode}): {tail(logs / 'err')}")
@@ -162,6 +177,16 @@ def run_measured(
         code=int(code),
         self_requests=_run_finished(logs / "err"),
     )
+
+
+def _kill(proc: subprocess.Popen[bytes], result: Path) -> None:
+    """Have the launcher SIGKILL the command, once its handler is in place."""
+    ready = Path(f"{result}.ready")
+    deadline = time.monotonic() + 10
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGUSR1)
 
 
 def _run_finished(err: Path) -> dict[str, int] | None:

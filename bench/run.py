@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import math
 import pickle
@@ -338,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.copytree(
             REPO / "kcsync", code / "kcsync", ignore=shutil.ignore_patterns("__pycache__")
         )
-        revs = [kcsync_rev()]
+        rev = kcsync_rev()
         bench = Bench(sizes, repeat, args.workers, args.seed, tmp, code)
         say(f"MD5 on one core over {sizes.md5_mib} MiB ...")
         md5 = md5_rate(sizes.md5_mib)
@@ -365,7 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "elapsed": elapsed,
             "tmp": tmp,
             "load": (load_start, loadavg()),
-            "kcsync_rev": revs[0],
+            "kcsync_rev": rev,
+            "generated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         }
         if args.save:
             args.save.write_bytes(pickle.dumps(report))
