@@ -8,6 +8,7 @@ import os
 import platform
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -333,7 +334,7 @@ def write_report(
         text = (shown + " " if shown else "") + shlex.join(cmd.argv)
         for b in backends:
             text = text.replace(b.auth_url, "$AUTH")
-        lines.append(text.replace(str(tmp), "$TMP"))
+        lines.append(_portable(text.replace(str(tmp), "$TMP")))
     lines += ["```", ""]
     kc = [c.config for c in commands.values() if c.config]
     if kc:
@@ -479,3 +480,9 @@ def chart(png: Path, tables: list[Table]) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
+
+
+def _portable(command: str) -> str:
+    """The command as anyone would type it: no path of this machine's interpreter."""
+    bin_dir = os.path.dirname(sys.executable) + os.sep
+    return command.replace(sys.executable, "python3").replace(bin_dir, "")
