@@ -19,6 +19,7 @@ from kcsync.localfs import folder_path_for, hash_file, restat
 from kcsync.model import IndexEntry, LocalEntry, ObjectFacts, RemoteEntry, RemoteSignature
 from kcsync.store.index import Index
 from kcsync.swift.client import SwiftClient
+from kcsync.swift.slo import parse_mtime_ns, segment_prefix
 from kcsync.transfer import Transfer, Uploaded, object_headers
 
 log = structlog.get_logger("kcsync.apply")
@@ -354,12 +355,15 @@ def _restated(entry: IndexEntry, local: LocalEntry) -> IndexEntry:
 
 def own_segment_prefix(key: str, facts: ObjectFacts | None) -> str | None:
     """Where the segments of an SLO kcsync wrote live, read back from its own metadata:
-    the stored mtime string, size and segment size are exactly what named them."""
+    the stored mtime, size and segment size are exactly what named them."""
     if facts is None or not facts.is_slo or facts.md5 is None:
         return None
     if facts.segment_size is None or facts.mtime_raw is None:
         return None
-    return f"{key}/{facts.mtime_raw}/{facts.size}/{facts.segment_size}/"
+    mtime_ns = parse_mtime_ns(facts.mtime_raw)
+    if mtime_ns is None:
+        return None
+    return segment_prefix(key, mtime_ns, facts.size, facts.segment_size)
 
 
 def _ranges(sizes: list[int]) -> list[tuple[int, int]]:

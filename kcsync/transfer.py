@@ -15,7 +15,7 @@ from kcsync.localfs import FileSlice, check_unchanged, hash_file, open_file, pri
 from kcsync.model import LocalEntry, RemoteSignature
 from kcsync.swift.client import ServerLimits, SwiftClient
 from kcsync.swift.slo import (
-    format_mtime,
+    format_mtime_meta,
     is_segment_of,
     manifest_body,
     plan_segments,
@@ -46,7 +46,7 @@ def object_headers(entry: LocalEntry, md5: str) -> dict[str, str]:
     content_type, _ = mimetypes.guess_type(entry.key, strict=False)
     return {
         "Content-Type": content_type or "application/octet-stream",
-        "X-Object-Meta-Mtime": format_mtime(entry.mtime_ns),
+        "X-Object-Meta-Mtime": format_mtime_meta(entry.mtime_ns),
         "X-Object-Meta-Kcsync-Md5": md5,
     }
 

@@ -51,8 +51,27 @@ def plan_segments(
     return SegmentPlan(segment_size=size, count=math.ceil(total / size))
 
 
+def format_mtime_meta(mtime_ns: int) -> str:
+    """X-Object-Meta-Mtime: float seconds with all nine decimals. The swift CLI reads it as
+    a float; rclone compares nanoseconds and, given fewer digits, rewrites the metadata of
+    every object on its first sync."""
+    sign = "-" if mtime_ns < 0 else ""
+    seconds, rest = divmod(abs(mtime_ns), 1_000_000_000)
+    return f"{sign}{seconds}.{rest:09d}"
+
+
+def parse_mtime_ns(text: str) -> int | None:
+    """Nanoseconds from an X-Object-Meta-Mtime value, exactly (no float rounding)."""
+    sign = -1 if text.startswith("-") else 1
+    whole, _, frac = text.lstrip("-").partition(".")
+    if not whole.isdigit() or (frac and not frac.isdigit()):
+        return None
+    return sign * (int(whole) * 1_000_000_000 + int((frac + "000000000")[:9]))
+
+
 def format_mtime(mtime_ns: int) -> str:
-    """Float seconds, the form the swift CLI and rclone store in X-Object-Meta-Mtime."""
+    """Float seconds with microseconds: the mtime part of segment names (the swift CLI's
+    layout)."""
     sign = "-" if mtime_ns < 0 else ""  # files dated before 1970 exist (bad camera clocks)
     seconds, rest = divmod(abs(mtime_ns), 1_000_000_000)
     return f"{sign}{seconds}.{rest // 1000:06d}"

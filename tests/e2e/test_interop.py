@@ -128,7 +128,13 @@ def test_tree_uploaded_by_rclone_is_already_in_sync_and_kcsync_objects_read_back
     assert result.uploaded() == []
     assert len(result.named("adopted")) == 3
 
-    # And the other way: a kcsync upload, read back by rclone.
+    # And the other way: a kcsync upload is in sync for rclone too (same nanosecond mtime:
+    # nothing to transfer, no metadata rewritten), and reads back byte-identical.
+    env.write("dir/fresh.txt", b"fresh")
+    assert env.run().uploaded() == ["files/dir/fresh.txt"]
+    check = rclone(env, "sync", "-v", str(env.data), f"t:{env.bucket}/files")
+    assert "Updated modification time" not in check.stderr, check.stderr
+    assert "Copied" not in check.stderr, check.stderr
     env.write("big.bin", os.urandom(5 * SEG))
     env.write("dir/new.txt", b"new")
     assert env.run().uploaded() == ["files/big.bin", "files/dir/new.txt"]

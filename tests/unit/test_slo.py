@@ -245,3 +245,37 @@ def test_manifest_body_has_no_nulls():
     # RGW answers 400 to null etag/size_bytes.
     entries = json.loads(manifest_body("s", [("x/00000000", "abc", 0)]))
     assert all(value is not None for entry in entries for value in entry.values())
+
+
+@pytest.mark.parametrize(
+    ("mtime_ns", "text"),
+    [
+        (1_700_000_000_123_456_789, "1700000000.123456789"),
+        (1_700_000_000_000_000_001, "1700000000.000000001"),
+        (0, "0.000000000"),
+        (-1_500_000_000, "-1.500000000"),
+    ],
+    ids=["nanoseconds", "one-nanosecond", "epoch", "pre-1970"],
+)
+def test_mtime_metadata_keeps_nanoseconds_and_parses_back_exactly(mtime_ns, text):
+    from kcsync.swift.slo import format_mtime_meta, parse_mtime_ns
+
+    assert format_mtime_meta(mtime_ns) == text
+    assert parse_mtime_ns(text) == mtime_ns
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1700000000.5", 1_700_000_000_500_000_000),  # rclone/swift CLI forms
+        ("1700000000", 1_700_000_000_000_000_000),
+        ("1700000000.1234567891", 1_700_000_000_123_456_789),  # extra digits cut
+        ("not a time", None),
+        ("1.2.3", None),
+    ],
+    ids=["short-fraction", "integer", "too-many-digits", "garbage", "two-dots"],
+)
+def test_parse_mtime_ns(text, expected):
+    from kcsync.swift.slo import parse_mtime_ns
+
+    assert parse_mtime_ns(text) == expected
