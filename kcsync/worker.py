@@ -14,7 +14,6 @@ from kcsync.errors import (
     GuardError,
     KcsyncError,
     LocalFileError,
-    RemoteError,
 )
 from kcsync.store.jobs import Job, JobQueue
 
@@ -126,9 +125,7 @@ class WorkerPool:
         except GuardError as exc:
             # Retrying cannot help: dead at once, shown by status, retried by a reconcile.
             self._fail(job, str(exc), delay=0.0, max_attempts=0)
-        except RemoteError as exc:
-            self._fail(job, str(exc), delay=job_backoff(job.attempts + 1, self._backoff_cap))
-        except KcsyncError as exc:
+        except KcsyncError as exc:  # remote trouble above all: retried later with backoff
             self._fail(job, str(exc), delay=job_backoff(job.attempts + 1, self._backoff_cap))
         except Exception as exc:  # a bug must not kill the worker; keep the job, report it
             log.exception("job crashed", object=job.key, op=job.op)

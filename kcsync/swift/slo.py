@@ -52,7 +52,8 @@ def plan_segments(
 
 
 def format_mtime_meta(mtime_ns: int) -> str:
-    """X-Object-Meta-Mtime: float seconds with all nine decimals. The swift CLI reads it as
+    """X-Object-Meta-Mtime: float seconds with all nine decimals (negative before 1970:
+    bad camera clocks exist). The swift CLI reads it as
     a float; rclone compares nanoseconds and, given fewer digits, rewrites the metadata of
     every object on its first sync."""
     sign = "-" if mtime_ns < 0 else ""
@@ -71,10 +72,8 @@ def parse_mtime_ns(text: str) -> int | None:
 
 def format_mtime(mtime_ns: int) -> str:
     """Float seconds with microseconds: the mtime part of segment names (the swift CLI's
-    layout)."""
-    sign = "-" if mtime_ns < 0 else ""  # files dated before 1970 exist (bad camera clocks)
-    seconds, rest = divmod(abs(mtime_ns), 1_000_000_000)
-    return f"{sign}{seconds}.{rest // 1000:06d}"
+    layout). Truncated, not rounded, from the nanosecond form."""
+    return format_mtime_meta(mtime_ns)[:-3]
 
 
 def segment_prefix(name: str, mtime_ns: int, size: int, segment_size: int) -> str:
