@@ -19,7 +19,7 @@ from kcsync.localfs import folder_path_for, hash_file, restat
 from kcsync.model import IndexEntry, LocalEntry, ObjectFacts, RemoteEntry, RemoteSignature
 from kcsync.store.index import Index
 from kcsync.swift.client import SwiftClient
-from kcsync.swift.slo import parse_mtime_ns, segment_prefix
+from kcsync.swift.slo import parse_mtime_ns, segment_prefix, slo_etag, uniform_ranges
 from kcsync.transfer import Transfer, Uploaded, object_headers
 
 log = structlog.get_logger("kcsync.apply")
@@ -169,8 +169,8 @@ class Applier:
             return Outcome("nothing", local.key, 0, "unchanged")
         md5 = None
         if previous is not None and previous.size == local.size:
-            md5, _ = hash_file(local)
-            if md5 == previous.md5:  # touched, not changed: remember the new stat only
+            same, md5 = _same_content(local, previous)
+            if same:  # touched, not changed: remember the new stat only
                 self._index.put(_restated(previous, local))
                 return Outcome("nothing", local.key, 0, "content unchanged")
         return self._upload(local, previous, md5, "changed")
@@ -226,19 +226,36 @@ class Applier:
     def _check(
         self, local: LocalEntry, remote: RemoteEntry, previous: IndexEntry | None
     ) -> Outcome:
-        md5 = previous.md5 if previous is not None and previous.stat_matches(local) else None
+        unchanged = previous is not None and previous.stat_matches(local)
+        md5 = previous.md5 if previous is not None and unchanged and previous.md5 else None
         facts: ObjectFacts | None = None
         segments_match: bool | None = None
+        digest: str | None = None
         if plan.needs_head(remote, local):
             facts = self._client.head_object(self._container, remote.name)
-            segments = self._foreign_segments(facts, local)
-            if segments is not None:
-                md5, parts = hash_file(local, _ranges([size for size, _ in segments]))
-                segments_match = parts == [h for _, h in segments]
-        if md5 is None:
+            if _has_own_digest(facts, local):
+                assert facts is not None and facts.segment_size
+                if unchanged and previous is not None and _digest_of(previous, facts):
+                    digest = previous.slo_etag
+                else:
+                    ranges = uniform_ranges(local.size, facts.segment_size)
+                    _, parts = hash_file(local, ranges, whole_md5=False)
+                    digest = slo_etag(parts)
+            else:
+                segments = self._foreign_segments(facts, local)
+                if segments is not None:
+                    md5, parts = hash_file(local, _ranges([size for size, _ in segments]))
+                    segments_match = parts == [h for _, h in segments]
+        if md5 is None and digest is None:
             md5, _ = hash_file(local)
         decision = plan.resolve(
-            local, md5, remote, facts, segments_match=segments_match, strict=self._strict
+            local,
+            md5 or "",
+            remote,
+            facts,
+            segments_match=segments_match,
+            strict=self._strict,
+            slo_digest=digest,
         )
         if decision.action is not plan.Action.ADOPT:
             return self._upload(local, previous, md5, decision.reason)
@@ -250,9 +267,9 @@ class Applier:
         self._record(
             local,
             Uploaded(
-                md5,
+                md5 or "",
                 segment_size,
-                facts.etag if large and facts else None,
+                digest or (facts.etag if large and facts else None),
                 signature,
                 0,
                 own_segment_prefix(local.key, facts),
@@ -272,7 +289,7 @@ class Applier:
         """(size, md5) of the segments of a manifest kcsync did not write, where the server
         tells them: Swift's stored SLO manifest, or a DLO's segment listing. RGW keeps the
         SLO manifest to itself (empty body), so there only size and mtime remain."""
-        if facts is None or facts.md5 is not None or facts.size != local.size or not facts.size:
+        if facts is None or facts.ours or facts.size != local.size or not facts.size:
             return None
         segments: list[tuple[int, str]] | None = None
         if facts.is_slo:
@@ -356,7 +373,7 @@ def _restated(entry: IndexEntry, local: LocalEntry) -> IndexEntry:
 def own_segment_prefix(key: str, facts: ObjectFacts | None) -> str | None:
     """Where the segments of an SLO kcsync wrote live, read back from its own metadata:
     the stored mtime, size and segment size are exactly what named them."""
-    if facts is None or not facts.is_slo or facts.md5 is None:
+    if facts is None or not facts.is_slo or not facts.ours:
         return None
     if facts.segment_size is None or facts.mtime_raw is None:
         return None
@@ -364,6 +381,35 @@ def own_segment_prefix(key: str, facts: ObjectFacts | None) -> str | None:
     if mtime_ns is None:
         return None
     return segment_prefix(key, mtime_ns, facts.size, facts.segment_size)
+
+
+def _has_own_digest(facts: ObjectFacts | None, local: LocalEntry) -> bool:
+    """A kcsync SLO of this file's size that names its segment digest (kcsync >= 0.2)."""
+    return (
+        facts is not None
+        and facts.is_slo
+        and bool(facts.slo_digest)
+        and bool(facts.segment_size)
+        and facts.size == local.size > 0
+    )
+
+
+def _digest_of(previous: IndexEntry, facts: ObjectFacts) -> bool:
+    """Whether the index holds this file's segment digest at the object's segment size."""
+    return (
+        bool(previous.slo_etag) and not previous.md5 and previous.segment_size == facts.segment_size
+    )
+
+
+def _same_content(local: LocalEntry, previous: IndexEntry) -> tuple[bool, str | None]:
+    """Whether a same-size file still holds what ``previous`` recorded, hashed the way it
+    was recorded; plus its whole-file MD5 when that was the way (a plain upload reuses it)."""
+    if not previous.md5 and previous.slo_etag and previous.segment_size > 1:
+        ranges = uniform_ranges(local.size, previous.segment_size)
+        _, parts = hash_file(local, ranges, whole_md5=False)
+        return slo_etag(parts) == previous.slo_etag, None
+    md5, _ = hash_file(local)
+    return md5 == previous.md5, md5
 
 
 def _ranges(sizes: list[int]) -> list[tuple[int, int]]:

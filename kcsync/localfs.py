@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import hashlib
+import io
 import os
 import re
 import stat
@@ -187,7 +188,7 @@ def restat(entry: LocalEntry) -> LocalEntry:
     return _from_stat(entry.key, entry.path, st)
 
 
-def open_file(entry: LocalEntry) -> IO[bytes]:
+def open_file(entry: LocalEntry) -> io.BufferedReader:
     try:
         # O_NONBLOCK: a file swapped for a FIFO after the scan must not hang a worker.
         fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK)
@@ -215,9 +216,10 @@ def read_small(entry: LocalEntry) -> bytes:
 
 
 def hash_file(
-    entry: LocalEntry, ranges: list[tuple[int, int]] | None = None
+    entry: LocalEntry, ranges: list[tuple[int, int]] | None = None, *, whole_md5: bool = True
 ) -> tuple[str, list[str]]:
-    """Whole-file MD5 and, if ``ranges`` are given, the MD5 of each range, in one read."""
+    """Whole-file MD5 (or "" without ``whole_md5``) and, if ``ranges`` are given, the MD5
+    of each range, in one read."""
     whole = hashlib.md5()
     parts: list[str] = []
     bounds = ranges or []
@@ -231,7 +233,8 @@ def hash_file(
                 chunk = f.read(min(CHUNK, left))
                 if not chunk:
                     raise FileChangedError(f"{printable(entry.path)}: shrank while it was read")
-                whole.update(chunk)
+                if whole_md5:
+                    whole.update(chunk)
                 part.update(chunk)
                 left -= len(chunk)
             done += length
@@ -239,7 +242,7 @@ def hash_file(
         if f.read(1):
             raise FileChangedError(f"{printable(entry.path)}: grew while it was read")
     check_unchanged(entry)
-    return whole.hexdigest(), parts if ranges else []
+    return whole.hexdigest() if whole_md5 else "", parts if ranges else []
 
 
 class FileSlice:

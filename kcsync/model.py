@@ -93,8 +93,10 @@ class IndexEntry:
     mtime_ns: int
     inode: int
     ctime_ns: int
-    md5: str  # whole-file MD5
-    segment_size: int  # 0 for a plain object
+    # Whole-file MD5; "" for kcsync's own SLOs, whose identity is ``slo_etag`` at
+    # ``segment_size`` (no whole-file pass is made for them).
+    md5: str
+    segment_size: int  # 0 for a plain object; 1 for an adopted SLO of unknown layout
     slo_etag: str | None  # md5 of segment md5s, for an SLO
     remote: RemoteSignature
     # Where the live segments of our own SLO are; None when unknown (an SLO adopted from
@@ -122,3 +124,10 @@ class ObjectFacts:
     is_slo: bool
     dlo_manifest: str | None  # "container/prefix" of a DLO's segments
     mtime_raw: str | None = None  # X-Object-Meta-Mtime as stored: it named our segments
+    # kcsync's SLOs: MD5 of the segment MD5s at ``segment_size`` (their content identity)
+    slo_digest: str | None = None
+
+    @property
+    def ours(self) -> bool:
+        """Written by kcsync: it carries one of kcsync's content digests."""
+        return self.md5 is not None or self.slo_digest is not None

@@ -73,11 +73,14 @@ def resolve(
     *,
     segments_match: bool | None,
     strict: bool,
+    slo_digest: str | None = None,
 ) -> Decision:
     """Second pass for a CHECK, once the file's MD5 (and, for manifests, a HEAD) is known.
 
     ``segments_match`` is whether the file's ranges hash to the segment MD5s the server
     reported for a foreign SLO or DLO; None when the server does not tell them (RGW).
+    ``slo_digest`` is the MD5 of the file's range MD5s at ``facts.segment_size``, taken
+    when the object is a kcsync SLO carrying its digest (then ``local_md5`` may be "").
     """
     if _plain(remote, local):
         if remote.hash == local_md5 and remote.bytes == local.size:
@@ -89,6 +92,10 @@ def resolve(
         return Decision(Action.UPLOAD, "size differs")
     if facts.size == 0:
         return Decision(Action.ADOPT, "both empty")
+    if facts.slo_digest is not None and slo_digest is not None:
+        if facts.slo_digest == slo_digest:
+            return Decision(Action.ADOPT, "same content (kcsync segment digest)")
+        return Decision(Action.UPLOAD, "content differs (kcsync segment digest)")
     if facts.md5 is not None:
         if facts.md5 == local_md5:
             return Decision(Action.ADOPT, "same content (kcsync metadata)")

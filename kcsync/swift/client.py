@@ -135,7 +135,7 @@ class SwiftClient:
         *,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        body: bytes | Body | None = None,
+        body: bytes | memoryview | Body | None = None,
         url: str | None = None,
         ok: tuple[int, ...] = (),
     ) -> requests.Response:
@@ -148,7 +148,7 @@ class SwiftClient:
             all_headers = {"X-Auth-Token": creds.token, **(headers or {})}
             if body is not None:
                 all_headers["Content-Length"] = str(len(body))
-                if not isinstance(body, bytes):
+                if not isinstance(body, bytes | memoryview):
                     body.rewind()
             with self._count_lock:
                 self.request_count += 1
@@ -159,7 +159,7 @@ class SwiftClient:
                     target,
                     params=params,
                     headers=all_headers,
-                    data=body,
+                    data=body,  # type: ignore[arg-type]  # a memoryview is sent as is
                     timeout=self._timeout,
                 )
             except requests.RequestException as exc:
@@ -237,7 +237,7 @@ class SwiftClient:
         self,
         container: str,
         name: str,
-        body: bytes | Body,
+        body: bytes | memoryview | Body,
         *,
         etag: str | None,
         headers: Mapping[str, str],
@@ -268,6 +268,7 @@ class SwiftClient:
             etag=strip_quotes(h.get("Etag")),
             mtime=mtime_value,
             md5=h.get("X-Object-Meta-Kcsync-Md5"),
+            slo_digest=h.get("X-Object-Meta-Kcsync-Slo-Etag"),
             segment_size=int(segment_size) if segment_size and segment_size.isdigit() else None,
             is_slo=h.get("X-Static-Large-Object", "").lower() == "true",
             dlo_manifest=h.get("X-Object-Manifest"),

@@ -24,6 +24,11 @@ class SegmentPlan:
         ]
 
 
+def uniform_ranges(total: int, segment_size: int) -> list[tuple[int, int]]:
+    """The ranges of a ``total``-byte file cut at ``segment_size``, as kcsync cuts its SLOs."""
+    return SegmentPlan(segment_size, math.ceil(total / segment_size)).ranges(total)
+
+
 class SegmentationError(ValueError):
     pass
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -191,8 +192,6 @@ def test_lost_state_is_rebuilt_without_uploading_again(env: Env) -> None:
     sample_tree(env)
     env.write("big.bin", os.urandom(1_500_000))
     assert env.run().code == 0
-    import shutil
-
     shutil.rmtree(env.state)
 
     rebuilt = env.run()
@@ -204,6 +203,25 @@ def test_lost_state_is_rebuilt_without_uploading_again(env: Env) -> None:
     # Only the manifest (and the empty object) need a HEAD: plain listings decide the rest.
     assert rebuilt.requests.get("HEAD", 0) <= 1 + 2
     assert after.requests.get("HEAD", 0) == 1 and after.uploaded() == []
+    reasons = {e["object"]: e["reason"] for e in rebuilt.named("adopted")}
+    assert reasons["files/big.bin"] == "same content (kcsync segment digest)"
+
+
+def test_lost_state_and_a_rewritten_large_file_of_the_same_size_and_mtime(env: Env) -> None:
+    """Only the content tells: the segment digest must be recomputed from the file."""
+    env.write("keep.txt", b"k")
+    path = env.write("big.bin", os.urandom(1_500_000))
+    assert env.run().code == 0
+    stat = path.stat()
+    shutil.rmtree(env.state)
+    path.write_bytes(os.urandom(1_500_000))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    result = env.run()
+
+    assert result.code == 0, result.stderr
+    assert result.uploaded() == ["files/big.bin"]
+    assert env.download("files/big.bin") == path.read_bytes()
 
 
 def test_an_overwritten_remote_object_is_restored(env: Env) -> None:

@@ -324,6 +324,34 @@ def test_resolve(local, local_md5, remote, head, segments_match, strict, action,
     assert (decision.action, decision.reason) == (action, reason)
 
 
+SLO_DIGEST = "d" * 32
+
+
+@pytest.mark.parametrize(
+    ("head", "local_digest", "action", "reason"),
+    [
+        (facts(slo_digest=SLO_DIGEST, segment_size=4), SLO_DIGEST, Action.ADOPT,
+         "same content (kcsync segment digest)"),
+        (facts(slo_digest=SLO_DIGEST, segment_size=4), "e" * 32, Action.UPLOAD,
+         "content differs (kcsync segment digest)"),
+        # A digest never stands in for the size check, nor for an older whole-file MD5
+        (facts(slo_digest=SLO_DIGEST, segment_size=4, size=SIZE + 1), SLO_DIGEST, Action.UPLOAD,
+         "size differs"),
+        (facts(md5=OTHER_MD5, segment_size=4), None, Action.UPLOAD,
+         "content differs (kcsync metadata)"),
+        # Not computed (the file was hashed whole): the whole-file metadata decides
+        (facts(slo_digest=SLO_DIGEST, md5=MD5, segment_size=4), None, Action.ADOPT,
+         "same content (kcsync metadata)"),
+    ],
+    ids=["same", "differs", "size-first", "old-kcsync-md5", "digest-not-taken"],
+)  # fmt: skip
+def test_resolve_by_segment_digest(head, local_digest, action, reason):
+    decision = resolve(
+        LOCAL, MD5, RGW_SLO, head, segments_match=None, strict=True, slo_digest=local_digest
+    )
+    assert (decision.action, decision.reason) == (action, reason)
+
+
 @pytest.mark.parametrize(
     ("size", "threshold", "expected"),
     [(0, 0, False), (99, 100, False), (100, 100, False), (101, 100, True), (5 * 2**30, 1, True)],
