@@ -278,7 +278,9 @@ class Applier:
         event = (
             "adopted" if "digest not comparable" not in decision.reason else "adopted-unverified"
         )
-        (log.warning if event == "adopted-unverified" else log.info)(
+        # Per file at debug: a first run over a bucket another tool filled adopts every
+        # object, and the run summary counts them.
+        (log.warning if event == "adopted-unverified" else log.debug)(
             event, object=local.key, reason=decision.reason
         )
         return Outcome("adopted", local.key, 0, decision.reason)

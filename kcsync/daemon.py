@@ -102,18 +102,39 @@ def state_lock(state_dir: Path) -> Iterator[None]:
 class QueueSink:
     """Reconcile decisions into the persistent queue and the index."""
 
+    # Jobs are written in batches: one transaction per job cost a first run over 100,000
+    # files already in the bucket a tenth of its time. A batch goes out when full or when
+    # its first job has waited FLUSH_AFTER (checked as jobs come), and at the end of the
+    # reconcile, so workers start at once on small runs.
+    BATCH = 256
+    FLUSH_AFTER = 0.05
+
     def __init__(self, queue: JobQueue, index: Index, stats: Stats, pool: WorkerPool) -> None:
         self._queue = queue
         self._index = index
         self._stats = stats
         self._pool = pool
+        self._pending: list[tuple[str, str, dict[str, object]]] = []
+        self._first_at = 0.0
         self.new_jobs = 0  # work the reconcile found that nobody had queued: drift
 
     def enqueue(self, key: str, op: str, payload: dict[str, object], size: int) -> None:
-        self.new_jobs += self._queue.enqueue(key, op, payload, now=time.time())
+        if not self._pending:
+            self._first_at = time.monotonic()
+        self._pending.append((key, op, payload))
         if op != "delete":
             self._stats.add(planned_files=1, planned_bytes=size)
-        self._pool.wake()
+        if (
+            len(self._pending) >= self.BATCH
+            or time.monotonic() - self._first_at >= self.FLUSH_AFTER
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.new_jobs += self._queue.enqueue_many(self._pending, now=time.time())
+            self._pool.wake(len(self._pending))
+            self._pending = []
 
     def adopt(self, entry: IndexEntry) -> None:
         self._index.put(entry)
@@ -139,6 +160,9 @@ class PlanPrinter:
         pass
 
     def forget(self, key: str) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
 

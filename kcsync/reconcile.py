@@ -72,6 +72,8 @@ class Sink(Protocol):
     def enqueue(self, key: str, op: str, payload: dict[str, object], size: int) -> None: ...
     def adopt(self, entry: IndexEntry) -> None: ...
     def forget(self, key: str) -> None: ...
+    def flush(self) -> None:
+        """Make every decision so far durable (a sink may batch them)."""
 
 
 @dataclass
@@ -121,6 +123,12 @@ class Reconciler:
         self._page_size = page_size
 
     def run(self) -> Report:
+        try:
+            return self._run()
+        finally:
+            self._sink.flush()
+
+    def _run(self) -> Report:
         report = Report()
         deletes: list[tuple[FolderConfig, str, RemoteEntry]] = []
         for folder in self._folders:

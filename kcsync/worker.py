@@ -63,10 +63,11 @@ class WorkerPool:
             t.start()
             self._threads.append(t)
 
-    def wake(self) -> None:
-        """New work: one idle worker is enough (waking all makes them race for the DB)."""
+    def wake(self, jobs: int = 1) -> None:
+        """New work: a worker per job at most (waking all for one job makes them race for
+        the DB)."""
         with self._wake:
-            self._wake.notify()
+            self._wake.notify(jobs)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop claiming; let running jobs finish for up to ``timeout`` seconds. A job still

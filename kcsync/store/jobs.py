@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,21 +49,16 @@ class JobQueue:
         the new work is stored and the row marked dirty, so it runs again after the current
         attempt instead of being lost or run twice at once.
         """
-        data = json.dumps(payload, separators=(",", ":"))
-        ready = now if not_before is None else not_before
         with self._db.tx() as c:
-            existed = c.execute(
-                "SELECT 1 FROM jobs WHERE key = ? AND state = 'pending'", (key,)
-            ).fetchone()
-            c.execute(
-                "INSERT INTO jobs (key, op, payload, not_before, created) VALUES (?,?,?,?,?) "
-                "ON CONFLICT (key) DO UPDATE SET op = excluded.op, payload = excluded.payload, "
-                "dirty = CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, "
-                "state = 'pending', attempts = CASE WHEN state = 'dead' THEN 0 ELSE attempts END, "
-                "not_before = min(not_before, excluded.not_before)",
-                (key, op, data, ready, now),
-            )
-        return existed is None
+            return _enqueue(c, key, op, payload, now, now if not_before is None else not_before)
+
+    def enqueue_many(
+        self, jobs: Sequence[tuple[str, str, Mapping[str, Any]]], *, now: float
+    ) -> int:
+        """``enqueue`` for many keys in one transaction (a reconcile finds thousands at once);
+        returns how many were news."""
+        with self._db.tx() as c:
+            return sum(_enqueue(c, key, op, payload, now, now) for key, op, payload in jobs)
 
     def claim(self, *, now: float, lease: float) -> Job | None:
         token = uuid.uuid4().hex
@@ -182,3 +178,19 @@ class JobQueue:
                 (limit,),
             ).fetchall()
         return [DeadJob(key=r[0], op=r[1], attempts=r[2], last_error=r[3]) for r in rows]
+
+
+def _enqueue(
+    c: sqlite3.Connection, key: str, op: str, payload: Mapping[str, Any], now: float, ready: float
+) -> bool:
+    data = json.dumps(payload, separators=(",", ":"))
+    existed = c.execute("SELECT 1 FROM jobs WHERE key = ? AND state = 'pending'", (key,)).fetchone()
+    c.execute(
+        "INSERT INTO jobs (key, op, payload, not_before, created) VALUES (?,?,?,?,?) "
+        "ON CONFLICT (key) DO UPDATE SET op = excluded.op, payload = excluded.payload, "
+        "dirty = CASE WHEN lease_token IS NULL THEN 0 ELSE 1 END, "
+        "state = 'pending', attempts = CASE WHEN state = 'dead' THEN 0 ELSE attempts END, "
+        "not_before = min(not_before, excluded.not_before)",
+        (key, op, data, ready, now),
+    )
+    return existed is None

@@ -73,7 +73,7 @@ def test_tree_uploaded_by_swift_cli_with_slo_is_already_in_sync(env: Env) -> Non
     )
     assert sorted(env.names()) == sorted(f"files/{r}" for r in files)
 
-    first = env.run()
+    first = env.run("--once", "--log-level", "debug")  # per-file "adopted" lines
     second = env.run()
 
     assert first.code == 0, first.stderr
@@ -122,7 +122,7 @@ def test_tree_uploaded_by_rclone_is_already_in_sync_and_kcsync_objects_read_back
         env.write(rel, data)
     rclone(env, "copy", str(env.data), f"t:{env.bucket}/files")
 
-    result = env.run()
+    result = env.run("--once", "--log-level", "debug")  # per-file "adopted" lines
 
     assert result.code == 0, result.stderr
     assert result.uploaded() == []

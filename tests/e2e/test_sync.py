@@ -194,12 +194,13 @@ def test_lost_state_is_rebuilt_without_uploading_again(env: Env) -> None:
     assert env.run().code == 0
     shutil.rmtree(env.state)
 
-    rebuilt = env.run()
+    rebuilt = env.run("--once", "--log-level", "debug")  # per-file "adopted" lines
     after = env.run()
 
     assert rebuilt.code == 0, rebuilt.stderr
     assert rebuilt.uploaded() == []
     assert len(rebuilt.named("adopted")) == 9
+    assert "9 already present" in rebuilt.stdout
     # Only the manifest (and the empty object) need a HEAD: plain listings decide the rest.
     assert rebuilt.requests.get("HEAD", 0) <= 1 + 2
     assert after.requests.get("HEAD", 0) == 1 and after.uploaded() == []

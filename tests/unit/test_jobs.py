@@ -418,3 +418,30 @@ def test_tx_rolls_back_on_error(db):
     # The connection is usable afterwards (no transaction left open).
     db.set_meta("k", "after")
     assert db.get_meta("k") == "after"
+
+
+def test_enqueue_many_merges_like_enqueue_and_counts_news(queue):
+    queue.enqueue("p/queued", "check", {"n": 1}, now=100.0)
+    queue.enqueue("p/running", "check", {"n": 1}, now=100.0)
+    running = queue.claim(now=100.0, lease=LEASE)
+    assert running is not None and running.key == "p/queued"
+    held = queue.claim(now=100.0, lease=LEASE)
+    assert held is not None and held.key == "p/running"
+
+    news = queue.enqueue_many(
+        [
+            ("p/new", "upload", {"n": 2}),
+            ("p/queued", "upload", {"n": 2}),
+            ("p/running", "delete", {}),
+        ],
+        now=101.0,
+    )
+
+    assert news == 1  # the leased ones were known: only p/new is news
+    assert queue.outstanding() == 3
+    queue.complete(held, now=102.0)  # dirty: new work arrived while it ran
+    again = [queue.claim(now=103.0, lease=LEASE) for _ in range(2)]
+    assert sorted((j.key, j.op) for j in again if j) == [
+        ("p/new", "upload"),
+        ("p/running", "delete"),
+    ]
