@@ -47,6 +47,7 @@ class Backend:
     version: str
     caps: Caps = field(default_factory=Caps)
     ceph_conf: Path | None = None
+    swift_root: Path | None = None  # Swift: where its databases are (bench/populate.py)
 
     def __post_init__(self) -> None:
         self.store = Store(self.auth_url, self.user, self.key)
@@ -79,6 +80,7 @@ def start(name: str, stack: contextlib.ExitStack, tmp: Path) -> Backend:
             s.key,
             AccessLog(s.root / "log" / "proxy.log", "swift"),
             f"OpenStack Swift {importlib.metadata.version('swift')} (one replica, workers = 0)",
+            swift_root=s.root,
         )
     if name == "rgw":
         from tests.servers.rgw import running_rgw

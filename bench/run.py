@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import backends, datasets
+from bench import backends, daemon_latency, datasets, populate
 from bench.backends import Backend
 from bench.baseline import md5_rate
 from bench.measure import Sample, run_measured, tail
@@ -33,28 +33,32 @@ from bench.tools import REPO, Command, Job, command
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 PEERS = ("kcsync", "rclone", "swift")
 ALL_SCENARIOS = ("A", "B", "C", "D", "E", "F", "F6", "G")
-DEFAULT_SCENARIOS = "A,B,C,D,F,G"
+DEFAULT_SCENARIOS = "A,B,C,D,E,F,G"
 
 
 @dataclass(frozen=True)
 class Sizes:
     small_files: int
     tree_files: int
+    peer_tree_files: int  # C/D with the peers, on real objects (their reruns HEAD each one)
     big: int
     segment: int
     memory_files: tuple[int, ...]
     memory_files_xl: int
     md5_mib: int
+    daemon: tuple[int, int, int]  # E: single files, burst files, unchanged files
 
     @property
     def threshold(self) -> int:
         return 4 * self.segment  # small files are plain PUTs, the big file an SLO
 
 
-FULL = Sizes(10_000, 100_000, 2 * GiB, 64 * MiB, (10_000, 100_000), 1_000_000, 256)
+FULL = Sizes(
+    10_000, 100_000, 5_000, 2 * GiB, 64 * MiB, (10_000, 100_000), 1_000_000, 256, (50, 1000, 10_000)
+)
 # Quick is a CI smoke test that must finish both backends in about a minute: the small-file
 # sets shrink more than 100x because the peers' reruns HEAD every object (~100/s here).
-QUICK = Sizes(50, 100, 32 * MiB, 1 * MiB, (30, 100), 1_000, 32)
+QUICK = Sizes(50, 100, 40, 32 * MiB, 1 * MiB, (30, 100), 1_000, 32, (3, 30, 100))
 
 
 def rotate(items: Sequence[str], rep: int) -> list[str]:
@@ -73,6 +77,8 @@ class Bench:
     code: Path  # the kcsync snapshot every run imports
     tables: list[Table] = field(default_factory=list)
     commands: dict[str, Command] = field(default_factory=dict)
+    latency: dict[str, dict[str, Any]] = field(default_factory=dict)  # E, per backend
+    checkpoint: Callable[[], None] = lambda: None  # rewrites the report so far
     _trees: dict[str, datasets.Tree] = field(default_factory=dict)
     _serial: int = 0
 
@@ -92,8 +98,8 @@ class Bench:
                 tree = datasets.small_files(path, n, 4 * KiB, 256 * KiB, self.seed)
             elif kind == "tiny":
                 tree = datasets.small_files(path, n, 0, 2 * KiB, self.seed + 1)
-            elif kind == "empty":
-                tree = datasets.empty_files(path, n)
+            elif kind == "byte":
+                tree = datasets.byte_files(path, n)
             else:
                 tree = datasets.big_file(path, n, self.seed + 2)
             say(f"  data {key}: {tree.files} files, {tree.bytes / 1e6:.1f} MB in "
@@ -163,24 +169,47 @@ class Bench:
                     self.drop(be, bucket, big)
         self.tables.append(table)
 
-    def reruns(self, be: Backend, tree: datasets.Tree, want: set[str]) -> None:
-        """C and D on one bucket: kcsync uploads it first (so its index exists), then the
-        three tools and the floor rerun on it, first unchanged (C), then with one file
-        changed before every run (D)."""
+    def listed_bucket(self, be: Backend, tree: datasets.Tree, bucket: str, label: str) -> Sample:
+        """A bucket whose listing is written into Swift's container database (no bodies,
+        see bench/populate.py), then kcsync's first run over it: it hashes every file once
+        and adopts the listed objects, sending no PUT (the sample's traffic shows it)."""
+        assert be.swift_root is not None
+        be.store.create(bucket)
+        t0 = time.monotonic()
+        account = be.store.auth()[1].rstrip("/").rsplit("/", 1)[1]
+        n = populate.fill(be.swift_root, account, bucket, tree.path, f"{tree.path.name}/")
+        say(f"  listing of {n} objects written into the container database in "
+            f"{time.monotonic() - t0:.1f}s; kcsync adopts them")  # fmt: skip
+        setup = self.measure(label, "kcsync", "upload", self.job(tree, bucket), be)
+        if setup.traffic and setup.traffic.writes:
+            raise RuntimeError(f"{label}: kcsync wrote {setup.traffic.writes} objects")
+        return setup
+
+    def reruns(
+        self, be: Backend, tree: datasets.Tree, want: set[str], tools: Sequence[str], listed: bool
+    ) -> None:
+        """C and D on one bucket: kcsync uploads it first (or adopts a written listing, when
+        ``listed``), so its index exists; then the tools and the floor rerun on it, first
+        unchanged (C), then with one file changed before every run (D)."""
         bucket = self.name("cd", be.name)
         job = self.job(tree, bucket)
-        say(f"  setup: kcsync uploads {tree.files} files")
-        setup = self.measure("C setup", "kcsync", "upload", job, be)
+        if listed:
+            setup = self.listed_bucket(be, tree, bucket, "C setup")
+        else:
+            say(f"  setup: kcsync uploads {tree.files} files")
+            setup = self.measure("C setup", "kcsync", "upload", job, be)
         c = Table("C", "rerun, nothing changed", be.name, tree.files, tree.bytes, "floor")
         c.setup = setup
+        c.listed = listed
         for rep in range(self.repeat if "C" in want else 0):
-            for tool in rotate([*PEERS, "floor"], rep):
+            for tool in rotate([*tools, "floor"], rep):
                 c.add(tool, self.measure("C", tool, "rerun", job, be))
         d = Table("D", "rerun, 1 file changed", be.name, tree.files, tree.bytes, "floor")
+        d.listed = listed
         original = (tree.path / "d0000" / "f0000000.bin").read_bytes()
         serial = 0
         for rep in range(self.repeat if "D" in want else 0):
-            for tool in rotate([*PEERS, "floor"], rep):
+            for tool in rotate([*tools, "floor"], rep):
                 if tool != "floor":
                     serial += 1
                     datasets.change_one(tree, serial, self.seed)
@@ -198,14 +227,20 @@ class Bench:
 
     def memory(self, be: Backend, counts: Sequence[int]) -> None:
         """F: kcsync's peak RSS on a no-change rerun, by file count."""
-        table = Table("F", "kcsync memory, no-change rerun of empty files", be.name, 0, 0, None)
+        table = Table("F", "kcsync memory, no-change rerun of 1-byte files", be.name, 0, 0, None)
+        table.listed = be.swift_root is not None
         for n in counts:
-            tree = self.tree("empty", n)
-            job = self.job(tree, self.name("f", n))
+            tree = self.tree("byte", n)
+            bucket = self.name("f", n)
+            job = self.job(tree, bucket)
             say(f"  F {n} files")
-            table.add(f"upload {n}", self.measure(f"F {n}", "kcsync", "upload", job, be))
+            if be.swift_root is not None:
+                table.add(f"upload {n}", self.listed_bucket(be, tree, bucket, f"F {n}"))
+            else:
+                table.add(f"upload {n}", self.measure(f"F {n}", "kcsync", "upload", job, be))
             for _ in range(self.repeat):
                 table.add(f"rerun {n}", self.measure(f"F {n}", "kcsync", "rerun", job, be))
+            self.drop(be, bucket)
         self.tables.append(table)
 
     def resume(self, be: Backend, tree: datasets.Tree) -> None:
@@ -232,14 +267,21 @@ class Bench:
         self.tables.append(table)
 
     def daemon_latency(self, be: Backend) -> None:
-        """E: time from a file's close to its object being listed, with kcsync as a daemon.
-
-        TODO(E): not measured here yet. bench/daemon_latency.py (standalone, prints JSON)
-        measures it against its own server; to integrate, run it as a child per backend, or
-        port its loop here: start ``kcsync -c CFG`` (no --once) via run_measured with a
-        kill_when that ends it after the burst, then add a Table "E" with p50/p95 latency.
-        """
-        say("  E: TODO, see bench/daemon_latency.py (not integrated into this report yet)")
+        """E: kcsync as a daemon on this server: close-to-visible latency of single files
+        and of a burst, and the reconcile over unchanged files (bench/daemon_latency.py)."""
+        singles, burst, unchanged = self.sizes.daemon
+        root = self.tmp / "daemon" / be.name
+        t0 = time.monotonic()
+        bucket = self.name("e", be.name)
+        result = daemon_latency.measure(
+            be, root, bucket=bucket, singles=singles, burst=burst, unchanged=unchanged,
+            workers=self.workers, code=self.code,
+        )  # fmt: skip
+        self.latency[be.name] = result
+        say(f"    single p95 {result['single']['p95_s']}s, burst {result['burst']['files_per_s']}"
+            f" files/s, in {time.monotonic() - t0:.0f}s")  # fmt: skip
+        if be.caps.small_files is not None:
+            self.drop(be, bucket)
 
     def run_backend(self, be: Backend, want: set[str]) -> None:
         z = self.sizes
@@ -249,23 +291,34 @@ class Bench:
             n = min(z.small_files, caps.small_files or z.small_files)
             say(f"[{be.name}] A: first upload of {n} small files")
             self.first_upload(be, "A", self.tree("small", n), "first upload, small files")
+            self.checkpoint()
         big = min(z.big, caps.big_bytes or z.big)
         if "B" in want:
             say(f"[{be.name}] B: first upload of one {big / GiB:.2f} GiB file")
             self.first_upload(be, "B", self.tree("big", big), "first upload, one large file")
+            self.checkpoint()
         if want & {"C", "D"}:
             n = min(z.tree_files, caps.tree_files or z.tree_files)
-            say(f"[{be.name}] C/D: reruns over {n} tiny files")
-            self.reruns(be, self.tree("tiny", n), want)
+            peers_n = min(n, z.peer_tree_files)
+            if be.swift_root is not None and peers_n < n:
+                say(f"[{be.name}] C/D: kcsync reruns over {n} tiny files (listing written)")
+                self.reruns(be, self.tree("tiny", n), want, ("kcsync",), listed=True)
+            say(f"[{be.name}] C/D: reruns of every tool over {peers_n} tiny files")
+            self.reruns(be, self.tree("tiny", peers_n), want, PEERS, listed=False)
+            self.checkpoint()
         if "E" in want:
+            say(f"[{be.name}] E: daemon latency")
             self.daemon_latency(be)
+            self.checkpoint()
         if want & {"F", "F6"} and caps.memory_runs:
             counts = [*z.memory_files, *([z.memory_files_xl] if "F6" in want else [])]
-            say(f"[{be.name}] F: kcsync RSS for {counts} empty files")
+            say(f"[{be.name}] F: kcsync RSS for {counts} files of one byte")
             self.memory(be, counts)
+            self.checkpoint()
         if "G" in want:
             say(f"[{be.name}] G: resume of a {big / GiB:.2f} GiB upload killed at ~50 %")
             self.resume(be, self.tree("big", big))
+            self.checkpoint()
         say(f"[{be.name}] done in {time.monotonic() - began:.0f}s")
 
 
@@ -344,6 +397,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"MD5 on one core over {sizes.md5_mib} MiB ...")
         md5 = md5_rate(sizes.md5_mib)
         used: list[Server] = []
+
+        def report() -> dict[str, Any]:
+            return {
+                "tables": bench.tables,
+                "commands": bench.commands,
+                "backends": used,
+                "md5_mbps": md5,
+                "argv": [
+                    "python3",
+                    "-m",
+                    "bench.run",
+                    *(argv if argv is not None else sys.argv[1:]),
+                ],
+                "quick": args.quick,
+                "repeat": repeat,
+                "workers": args.workers,
+                "segment": sizes.segment,
+                "threshold": sizes.threshold,
+                "elapsed": time.monotonic() - started,
+                "tmp": tmp,
+                "load": (load_start, loadavg()),
+                "kcsync_rev": rev,
+                "generated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "latency": bench.latency,
+            }
+
+        def checkpoint(final: bool = False) -> None:
+            """Written after every scenario, so a run cut short still leaves its numbers."""
+            data = report()
+            if not final:
+                data["remarks"] = ("partial report: the run was still going when this was written",)
+            if args.save:
+                args.save.write_bytes(pickle.dumps(data))
+            write_report(args.out, **data)
+
+        bench.checkpoint = checkpoint
         for name in names:
             with contextlib.ExitStack() as stack:
                 t0 = time.monotonic()
@@ -352,26 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 used.append(Server(be.name, be.version, be.auth_url, be.caps.note))
                 bench.run_backend(be, want)
         elapsed = time.monotonic() - started
-        report: dict[str, Any] = {
-            "tables": bench.tables,
-            "commands": bench.commands,
-            "backends": used,
-            "md5_mbps": md5,
-            "argv": ["python3", "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])],
-            "quick": args.quick,
-            "repeat": repeat,
-            "workers": args.workers,
-            "segment": sizes.segment,
-            "threshold": sizes.threshold,
-            "elapsed": elapsed,
-            "tmp": tmp,
-            "load": (load_start, loadavg()),
-            "kcsync_rev": rev,
-            "generated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        }
-        if args.save:
-            args.save.write_bytes(pickle.dumps(report))
-        write_report(args.out, **report)
+        checkpoint(final=True)
     say(f"wrote {args.out} and {args.out.with_suffix('.png')} in {elapsed:.0f}s")
     return 0
 
