@@ -240,7 +240,6 @@ class Bench:
                 table.add(f"upload {n}", self.measure(f"F {n}", "kcsync", "upload", job, be))
             for _ in range(self.repeat):
                 table.add(f"rerun {n}", self.measure(f"F {n}", "kcsync", "rerun", job, be))
-            self.drop(be, bucket)
         self.tables.append(table)
 
     def resume(self, be: Backend, tree: datasets.Tree) -> None:
