@@ -42,8 +42,12 @@ def rows(tree: Path, prefix: str) -> Iterator[tuple[str, int, str]]:
             yield prefix + key, len(data), hashlib.md5(data).hexdigest()
 
 
-def fill(server_root: Path, account: str, container: str, tree: Path, prefix: str) -> int:
-    """Write a listing row per file of ``tree``; returns how many."""
+def fill(
+    server_root: Path, account: str, container: str, tree: Path, prefix: str
+) -> tuple[int, list[str]]:
+    """Write a listing row per non-empty file of ``tree``; returns how many, and the names
+    of the empty files. Those must be real objects: an empty object lists with the same
+    hash as a manifest, so kcsync (rightly) HEADs it, and a row with no body answers 404."""
     from swift.common.utils import Timestamp
     from swift.container.backend import ContainerBroker
 
@@ -51,7 +55,11 @@ def fill(server_root: Path, account: str, container: str, tree: Path, prefix: st
     stamp = Timestamp(time.time()).internal
     batch: list[dict[str, object]] = []
     count = 0
+    empty: list[str] = []
     for name, size, md5 in rows(tree, prefix):
+        if not size:
+            empty.append(name)
+            continue
         batch.append({
             "name": name, "created_at": stamp, "size": size,
             "content_type": "application/octet-stream", "etag": md5, "deleted": 0,
@@ -64,4 +72,4 @@ def fill(server_root: Path, account: str, container: str, tree: Path, prefix: st
     if batch:
         broker.merge_items(batch)
         count += len(batch)
-    return count
+    return count, empty

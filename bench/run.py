@@ -177,9 +177,11 @@ class Bench:
         be.store.create(bucket)
         t0 = time.monotonic()
         account = be.store.auth()[1].rstrip("/").rsplit("/", 1)[1]
-        n = populate.fill(be.swift_root, account, bucket, tree.path, f"{tree.path.name}/")
-        say(f"  listing of {n} objects written into the container database in "
-            f"{time.monotonic() - t0:.1f}s; kcsync adopts them")  # fmt: skip
+        n, empty = populate.fill(be.swift_root, account, bucket, tree.path, f"{tree.path.name}/")
+        for name in empty:
+            be.store.put(bucket, name)
+        say(f"  listing of {n} objects written into the container database and {len(empty)} "
+            f"empty objects PUT in {time.monotonic() - t0:.1f}s; kcsync adopts them")  # fmt: skip
         setup = self.measure(label, "kcsync", "upload", self.job(tree, bucket), be)
         if setup.traffic and setup.traffic.writes:
             raise RuntimeError(f"{label}: kcsync wrote {setup.traffic.writes} objects")
@@ -283,6 +285,10 @@ class Bench:
             self.drop(be, bucket)
 
     def run_backend(self, be: Backend, want: set[str]) -> None:
+        # Scenarios a resumed run already has for this backend are not run again.
+        want = want - {t.scenario for t in self.tables if t.backend == be.name}
+        want -= {"E"} if be.name in self.latency else set()
+        want -= {"F6"} if "F" not in want else set()
         z = self.sizes
         caps = be.caps
         began = time.monotonic()
@@ -319,6 +325,32 @@ class Bench:
             self.resume(be, self.tree("big", big))
             self.checkpoint()
         say(f"[{be.name}] done in {time.monotonic() - began:.0f}s")
+
+
+def _placeholder(cmd: Command, servers: Sequence[Server], tmp: Path) -> Command:
+    """A command of an earlier invocation, its server's (since gone) URL shown as $AUTH and
+    its temp dir as $TMP."""
+
+    def sub(text: str) -> str:
+        for s in servers:
+            text = text.replace(s.auth_url, "$AUTH")
+        return text.replace(str(tmp), "$TMP")
+
+    return Command(
+        [sub(a) for a in cmd.argv],
+        {k: sub(v) for k, v in cmd.env.items()},
+        cmd.cwd,
+        {k: sub(v) for k, v in cmd.shown_env.items()},
+        sub(cmd.config),
+    )
+
+
+def same_kcsync(rev: str) -> bool:
+    """Whether kcsync/ here is exactly what ``rev`` (from kcsync_rev) measured."""
+    if " " in rev:  # measured with uncommitted changes: cannot tell
+        return False
+    diff = ["git", "-C", str(REPO), "diff", "--quiet", rev, "--", "kcsync"]
+    return subprocess.run(diff, capture_output=True).returncode == 0
 
 
 def kcsync_rev() -> str:
@@ -373,6 +405,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--save", type=Path, help="also pickle the results here (re-render: --render-from)"
     )
     p.add_argument("--render-from", type=Path, help="only write the report from a --save file")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        help="a --save file of a run cut short: keep its tables, run only what it lacks",
+    )
     args = p.parse_args(argv)  # fmt: skip
     if args.render_from:
         write_report(args.out, **pickle.loads(args.render_from.read_bytes()))
@@ -393,6 +430,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         rev = kcsync_rev()
         bench = Bench(sizes, repeat, args.workers, args.seed, tmp, code)
+        prior: dict[str, Any] = {}
+        kept: list[str] = []
+        if args.resume:
+            prior = pickle.loads(args.resume.read_bytes())
+            if not same_kcsync(prior["kcsync_rev"]):
+                p.error(f"--resume: kcsync/ changed since {prior['kcsync_rev']} was measured")
+            kept = sorted({f"{t.scenario} on {t.backend}" for t in prior["tables"]})
+            bench.tables = list(prior["tables"])
+            bench.latency = prior.get("latency", {})
+            bench.commands = {
+                k: _placeholder(c, prior["backends"], prior["tmp"])
+                for k, c in prior["commands"].items()
+            }
+            started -= prior["elapsed"]
+            load_start = prior["load"][0]
         say(f"MD5 on one core over {sizes.md5_mib} MiB ...")
         md5 = md5_rate(sizes.md5_mib)
         used: list[Server] = []
@@ -425,8 +477,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         def checkpoint(final: bool = False) -> None:
             """Written after every scenario, so a run cut short still leaves its numbers."""
             data = report()
+            remarks = []
+            if prior:
+                remarks.append(
+                    f"this run was resumed (`--resume`) after the harness stopped on an error: "
+                    f"{', '.join(kept)} come from the first invocation (finished "
+                    f"{prior['generated']}, same kcsync revision, same machine); the other "
+                    "tables from the second. Elapsed time counts both."
+                )
             if not final:
-                data["remarks"] = ("partial report: the run was still going when this was written",)
+                remarks.append("partial report: the run was still going when this was written")
+            data["remarks"] = tuple(remarks)
             if args.save:
                 args.save.write_bytes(pickle.dumps(data))
             write_report(args.out, **data)

@@ -66,6 +66,9 @@ class Store:
         r = self._req("HEAD", f"/{quote(container)}")
         return int(r.headers.get("X-Container-Object-Count", -1)) if r.ok else -1
 
+    def put(self, container: str, name: str, data: bytes = b"") -> None:
+        self._req("PUT", f"/{quote(container)}/{quote(name)}", data=data).raise_for_status()
+
     def create(self, container: str) -> None:
         self._req("PUT", f"/{quote(container)}").raise_for_status()
 
