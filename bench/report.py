@@ -572,7 +572,7 @@ def chart(png: Path, tables: list[Table]) -> None:
         ratios += ys
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks([j + width for j in range(len(ratio_tables))])
-    ax.set_xticklabels([f"{t.scenario}\n{t.backend}" for t in ratio_tables])
+    ax.set_xticklabels([f"{t.scenario} {_count(t.files)}\n{t.backend}" for t in ratio_tables])
     if ratios and max(ratios) > 10:  # reruns: peers can be 10-100x the floor
         ax.set_yscale("log")
         ax.set_ylim(bottom=min(0.5, min(ratios) * 0.8))
@@ -590,8 +590,14 @@ def chart(png: Path, tables: list[Table]) -> None:
                     (int(key.split()[1]), t.med(key, "rss_mb")) for key in t.rows
                     if key.startswith(run)
                 )  # fmt: skip
-                ax.plot(*zip(*pts, strict=True), marker="o", label=f"{run} ({t.backend})")
+                ax.plot(
+                    *zip(*pts, strict=True),
+                    marker="o",
+                    label=f"{'first run' if run == 'upload' else run} ({t.backend})",
+                )
         ax.set_xscale("log")
+        ax.set_ylim(bottom=0, top=260)
+        ax.axhline(250 * MB / 2**20, color="red", linewidth=0.8, label="bar: 250 MB")
         ax.set_xlabel("files")
         ax.set_ylabel("kcsync peak RSS (MiB)")
         ax.set_title("F: memory vs file count")
@@ -615,6 +621,10 @@ def chart(png: Path, tables: list[Table]) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
+
+
+def _count(n: int) -> str:
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
 
 
 def _portable(command: str) -> str:
