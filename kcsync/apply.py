@@ -386,7 +386,8 @@ def own_segment_prefix(key: str, facts: ObjectFacts | None) -> str | None:
 
 
 def _has_own_digest(facts: ObjectFacts | None, local: LocalEntry) -> bool:
-    """A kcsync SLO of this file's size that names its segment digest (kcsync >= 0.2)."""
+    """A kcsync SLO of this file's size that names its segment digest (SLOs written by
+    earlier kcsync carry a whole-file MD5 instead)."""
     return (
         facts is not None
         and facts.is_slo
@@ -398,15 +399,13 @@ def _has_own_digest(facts: ObjectFacts | None, local: LocalEntry) -> bool:
 
 def _digest_of(previous: IndexEntry, facts: ObjectFacts) -> bool:
     """Whether the index holds this file's segment digest at the object's segment size."""
-    return (
-        bool(previous.slo_etag) and not previous.md5 and previous.segment_size == facts.segment_size
-    )
+    return previous.holds_slo_digest and previous.segment_size == facts.segment_size
 
 
 def _same_content(local: LocalEntry, previous: IndexEntry) -> tuple[bool, str | None]:
     """Whether a same-size file still holds what ``previous`` recorded, hashed the way it
     was recorded; plus its whole-file MD5 when that was the way (a plain upload reuses it)."""
-    if not previous.md5 and previous.slo_etag and previous.segment_size > 1:
+    if previous.holds_slo_digest:
         ranges = uniform_ranges(local.size, previous.segment_size)
         _, parts = hash_file(local, ranges, whole_md5=False)
         return slo_etag(parts) == previous.slo_etag, None

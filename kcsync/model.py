@@ -103,6 +103,12 @@ class IndexEntry:
     # another tool or a lost index): then no segment of this name is ever collected.
     segment_prefix: str | None = None
 
+    @property
+    def holds_slo_digest(self) -> bool:
+        """Recorded by identity ``slo_etag`` at ``segment_size`` (kcsync's own SLO), not by
+        a whole-file MD5."""
+        return not self.md5 and bool(self.slo_etag) and self.segment_size > 1
+
     def stat_matches(self, local: LocalEntry) -> bool:
         return (
             self.size == local.size
