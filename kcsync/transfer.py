@@ -64,7 +64,8 @@ class SegmentBuffers:
     A fresh 64 MiB ``bytes`` per segment costs a page fault per 4 KiB on every read (a
     second of CPU per 2 GiB here); reading into the same buffers again does not. ``count``
     caps memory at about count x segment size however many large files are in flight, and
-    ``trim`` hands the memory back once no large upload is running, so an idle daemon is small.
+    the last upload to leave the ``with`` block hands the memory back, so an idle daemon is
+    small.
     """
 
     def __init__(self, count: int) -> None:
