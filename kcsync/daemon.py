@@ -53,13 +53,25 @@ class Remote:
     storage_url: str
 
 
+class _Adapter(HTTPAdapter):
+    """Sends file bodies in 1 MiB writes: urllib3's default of 16 KiB costs a Python-level
+    read, hash update and send per 16 KiB, which shows at hundreds of MB/s."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("blocksize", SEND_BLOCK)
+        super().init_poolmanager(*args, **kwargs)
+
+
+SEND_BLOCK = 1024 * 1024
+
+
 def make_remote(config: Config) -> Remote:
     for secret in _secrets(config):
         redactor.register(secret)
     session = requests.Session()
     session.verify = config.tls_verify
     # One pooled connection per worker and segment thread, reused across requests.
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=config.workers * 2 + 4)
+    adapter = _Adapter(pool_connections=4, pool_maxsize=config.workers * 2 + 4)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "kcsync/0.1"

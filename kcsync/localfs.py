@@ -249,15 +249,21 @@ class FileSlice:
     """``length`` bytes of a file from ``offset``, as a request body that can be re-sent.
 
     A file that is shorter than expected raises FileChangedError mid-request: the server
-    then gets less than Content-Length and stores nothing.
+    then gets less than Content-Length and stores nothing. With ``hashed`` it keeps the MD5
+    of what it handed out since the last rewind, so the bytes are hashed as they are sent
+    and the server's ETag can be checked afterwards, with no pass over the file first.
     """
 
-    def __init__(self, entry: LocalEntry, offset: int, length: int) -> None:
+    def __init__(
+        self, entry: LocalEntry, offset: int, length: int, *, hashed: bool = False
+    ) -> None:
         self._entry = entry
         self._offset = offset
         self._length = length
         self._left = length
         self._file: IO[bytes] | None = None
+        self._hashed = hashed
+        self._md5 = hashlib.md5()
 
     def __len__(self) -> int:
         return self._length
@@ -267,6 +273,7 @@ class FileSlice:
             self._file = open_file(self._entry)
         self._file.seek(self._offset)
         self._left = self._length
+        self._md5 = hashlib.md5()
 
     def read(self, n: int = -1) -> bytes:
         if self._file is None:
@@ -279,7 +286,15 @@ class FileSlice:
         if not data:
             raise FileChangedError(f"{printable(self._entry.path)}: shrank while it was sent")
         self._left -= len(data)
+        if self._hashed:
+            self._md5.update(data)
         return data
+
+    def hexdigest(self) -> str:
+        """MD5 of the whole range once it has all been read."""
+        if not self._hashed or self._left:
+            raise ValueError("the slice was not read through with hashing on")
+        return self._md5.hexdigest()
 
     def close(self) -> None:
         if self._file is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import mimetypes
 import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -11,8 +10,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from kcsync.errors import FileChangedError, RemoteError
-from kcsync.localfs import FileSlice, check_unchanged, hash_file, open_file, printable, read_small
+from kcsync.errors import FileChangedError, RemoteError, TransientRemoteError
+from kcsync.localfs import FileSlice, check_unchanged, hash_file, printable, read_small
 from kcsync.model import LocalEntry, RemoteSignature
 from kcsync.swift.client import ServerLimits, SwiftClient
 from kcsync.swift.slo import (
@@ -30,6 +29,9 @@ log = structlog.get_logger("kcsync.transfer")
 # Files up to this size are read into memory once, hashed and sent from there; bigger
 # plain files are hashed first and then streamed, so memory stays bounded.
 SMALL_READ = 16 * 1024 * 1024
+HASH_CHUNK = 1024 * 1024
+# Sends of one segment whose returned Etag differs from what was hashed while sending.
+SEGMENT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -58,46 +60,6 @@ def object_headers(entry: LocalEntry, md5: str | None) -> dict[str, str]:
     return headers
 
 
-class SegmentBuffers:
-    """Segment-sized buffers reused across segments and files, at most ``count`` lent out.
-
-    A fresh 64 MiB ``bytes`` per segment costs a page fault per 4 KiB on every read (a
-    second of CPU per 2 GiB here); reading into the same buffers again does not. ``count``
-    caps memory at about count x segment size however many large files are in flight, and
-    the last upload to leave the ``with`` block hands the memory back, so an idle daemon is
-    small.
-    """
-
-    def __init__(self, count: int) -> None:
-        self._lent = threading.BoundedSemaphore(count)
-        self._lock = threading.Lock()
-        self._free: list[bytearray] = []
-        self._users = 0
-
-    def take(self, size: int) -> bytearray:
-        self._lent.acquire()
-        with self._lock:
-            buf = self._free.pop() if self._free else None
-        return buf if buf is not None and len(buf) >= size else bytearray(size)
-
-    def give(self, buf: bytearray) -> None:
-        with self._lock:
-            if self._users:
-                self._free.append(buf)
-        self._lent.release()
-
-    def __enter__(self) -> SegmentBuffers:
-        with self._lock:
-            self._users += 1
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._users -= 1
-            if not self._users:
-                self._free.clear()
-
-
 class Transfer:
     def __init__(
         self,
@@ -115,7 +77,6 @@ class Transfer:
         self._limits = limits
         self._segment_size = segment_size
         self._workers = segment_workers
-        self._buffers = SegmentBuffers(segment_workers)
         self._pool = ThreadPoolExecutor(segment_workers, thread_name_prefix="kcsync-segment")
         self._segments_ready = False
         self._segments_lock = threading.Lock()
@@ -173,29 +134,20 @@ class Transfer:
             e.name: (e.hash, e.bytes)
             for e in self._client.list_objects(self._segments, prefix=prefix)
         }
-        futures: list[Future[tuple[str, int]]] = []
-        with self._buffers, open_file(entry) as f:
-            for i, (_, length) in enumerate(plan.ranges(entry.size)):
-                buf = self._buffers.take(length)
-                try:
-                    data = memoryview(buf)[:length]
-                    _read_exactly(f, data, entry)
-                    name = segment_name(prefix, i)
-                    fut = self._pool.submit(self._send_segment, name, data, present.get(name))
-                    # Given back when done or cancelled, so a failed upload leaks no buffer.
-                    fut.add_done_callback(lambda _, buf=buf: self._buffers.give(buf))  # type: ignore[misc]
-                    futures.append(fut)
-                except BaseException:
-                    self._buffers.give(buf)
-                    _cancel(futures)
-                    raise
-                if any(fut.done() and fut.exception() for fut in futures):
-                    break
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for fut in done:
-                if fut.exception():
-                    _cancel(futures)
-                    raise fut.exception()  # type: ignore[misc]
+        # Each segment is read, hashed and sent in one pass by its own thread, as the swift
+        # CLI does: no copy of a segment is held in memory, and no thread waits for a whole
+        # segment to be hashed before its first byte goes out.
+        futures = [
+            self._pool.submit(
+                self._send_segment, entry, segment_name(prefix, i), offset, length, present
+            )
+            for i, (offset, length) in enumerate(plan.ranges(entry.size))
+        ]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for fut in done:
+            if fut.exception():
+                _cancel(futures)
+                raise fut.exception()  # type: ignore[misc]
         results = [fut.result() for fut in futures]
         md5s = [md5 for md5, _ in results]
         sizes = [length for _, length in plan.ranges(entry.size)]
@@ -221,14 +173,32 @@ class Transfer:
         return Uploaded("", plan.segment_size, expected, signature, sent, prefix)
 
     def _send_segment(
-        self, name: str, data: memoryview, present: tuple[str, int] | None
+        self,
+        entry: LocalEntry,
+        name: str,
+        offset: int,
+        length: int,
+        present: dict[str, tuple[str, int]],
     ) -> tuple[str, int]:
         """PUT one segment unless a killed upload already stored it; (md5, bytes sent)."""
-        md5 = hashlib.md5(data).hexdigest()
-        if present == (md5, len(data)):
-            return md5, 0
-        self._client.put_object(self._segments, name, data, etag=md5, headers={})
-        return md5, len(data)
+        if present.get(name, ("", -1))[1] == length:
+            md5 = _hash_slice(FileSlice(entry, offset, length, hashed=True))
+            if present[name][0] == md5:
+                return md5, 0
+        for _ in range(SEGMENT_ATTEMPTS):
+            body = FileSlice(entry, offset, length, hashed=True)
+            try:
+                etag = self._client.put_object(self._segments, name, body, etag=None, headers={})
+            finally:
+                body.close()
+            md5 = body.hexdigest()
+            # The server hashed what it received, we hashed what we sent: a difference is
+            # damage on the way. The segment is not visible to anyone (no manifest names it
+            # yet), so sending it again is enough.
+            if not etag or etag == md5:
+                return md5, length
+            log.warning("segment damaged in transit; sending it again", segment=name)
+        raise TransientRemoteError(f"{name}: the server's Etag never matched what was sent")
 
     def _listing_signature(self, entry: LocalEntry, manifest_len: int) -> RemoteSignature:
         """The listing entry of the manifest just written, so the next run can skip it with
@@ -255,13 +225,13 @@ class Transfer:
         return removed
 
 
-def _read_exactly(f: io.BufferedReader, into: memoryview, entry: LocalEntry) -> None:
-    got = 0
-    while got < len(into):
-        n = f.readinto(into[got:])
-        if not n:
-            raise FileChangedError(f"{printable(entry.path)}: shrank while read")
-        got += n
+def _hash_slice(body: FileSlice) -> str:
+    try:
+        while body.read(HASH_CHUNK):
+            pass
+    finally:
+        body.close()
+    return body.hexdigest()
 
 
 def _cancel(futures: list[Future[tuple[str, int]]]) -> None:

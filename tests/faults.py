@@ -10,6 +10,8 @@ headers, a Content-Length or chunked body) so it can count them and act on singl
   the connection instead of answering: a connection error after the body was sent.
 - ``drop_first=N``: reset the first N connections as soon as they are accepted.
 - ``delay=D``: hold each forwarded request back D seconds (a slow link).
+- ``corrupt_first=N``: flip one byte in the body of the first N forwarded requests whose
+  target contains ``corrupt_targets`` (damage on the way that TCP did not catch).
 
     with FaultProxy(server.proxy_url, fail_first=2, retry_after="0") as proxy:
         url = proxy.proxied(storage_url)
@@ -43,7 +45,7 @@ class SeenRequest:
     method: str
     target: str
     body_bytes: int  # body bytes read from the client (forwarded or drained)
-    fate: str  # "forwarded", "answered 503", "closed", "abandoned" (stopped mid-delay)
+    fate: str  # "forwarded", "corrupted", "answered 503", "closed", "abandoned" (mid-delay)
 
 
 class _ProtocolError(Exception):
@@ -61,6 +63,8 @@ class FaultProxy:
         fail_methods: Collection[str] | None = None,
         drop_first: int = 0,
         delay: float = 0.0,
+        corrupt_first: int = 0,
+        corrupt_targets: str = "",
     ) -> None:
         parts = urlsplit(upstream if "//" in upstream else f"http://{upstream}")
         if parts.hostname is None or parts.port is None:
@@ -72,6 +76,9 @@ class FaultProxy:
         self.fail_methods = {m.upper() for m in fail_methods} if fail_methods else None
         self.drop_first = drop_first
         self.delay = delay
+        self.corrupt_first = corrupt_first
+        self.corrupt_targets = corrupt_targets
+        self._corrupted = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._open: set[socket.socket] = set()
@@ -161,6 +168,12 @@ class FaultProxy:
         """Requests the proxy answered (or closed on) itself."""
         with self._lock:
             return self._faults
+
+    @property
+    def corrupted(self) -> int:
+        """Request bodies the proxy damaged on their way upstream."""
+        with self._lock:
+            return self._corrupted
 
     @property
     def drops(self) -> int:
@@ -270,9 +283,20 @@ class FaultProxy:
             if self.delay and self._stopping.wait(self.delay):
                 self._record(SeenRequest(number, method, target, 0, "abandoned"))
                 return
+            with self._lock:
+                corrupt = (
+                    self._corrupted < self.corrupt_first
+                    and self.corrupt_targets in target
+                    and int(headers.get("content-length", "0") or 0) > 0
+                )
+                if corrupt:
+                    self._corrupted += 1
             upstream.sendall(head)
-            body = _pass_body(reader, headers, upstream.sendall)
-            self._record(SeenRequest(number, method, target, body, "forwarded"))
+            sink = _flip_first_byte(upstream.sendall) if corrupt else upstream.sendall
+            body = _pass_body(reader, headers, sink)
+            self._record(
+                SeenRequest(number, method, target, body, "corrupted" if corrupt else "forwarded")
+            )
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
@@ -396,6 +420,19 @@ def _pass_body(reader: _Reader, headers: dict[str, str], sink: Callable[[bytes],
         sink(data)
         left -= len(data)
     return total
+
+
+def _flip_first_byte(sink: Callable[[bytes], object]) -> Callable[[bytes], object]:
+    flipped = False
+
+    def send(data: bytes) -> object:
+        nonlocal flipped
+        if not flipped and data:
+            flipped = True
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        return sink(data)
+
+    return send
 
 
 def _shutdown(sock: socket.socket) -> None:

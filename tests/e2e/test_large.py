@@ -118,6 +118,29 @@ def test_upload_killed_midway_resumes_without_resending_segments(env: Env) -> No
     assert sent_before < 40
 
 
+def test_segment_damaged_in_transit_is_sent_again(env: Env) -> None:
+    data = os.urandom(5 * SEG + 5)  # above the harness's 1 MiB threshold: six segments
+    env.write("big.bin", data)
+    token, storage_url = env.backend.token()
+    origin = urlunsplit((*urlsplit(storage_url)[:2], "", "", ""))
+    # Segments are streamed with no ETag header (hashed as they go out), so the server
+    # stores whatever arrives; only comparing its answer with our hash catches the damage.
+    with FaultProxy(origin, corrupt_first=2, corrupt_targets="_segments/") as proxy:
+        result = env.run(
+            workers=1,
+            auth={"method": "token", "token": token, "storage_url": proxy.proxied(storage_url)},
+        )
+        assert proxy.corrupted == 2
+
+    assert result.code == 0, result.stderr
+    assert env.download("files/big.bin") == data
+    parts = [hashlib.md5(data[i : i + SEG]).hexdigest() for i in range(0, len(data), SEG)]
+    assert env.head("files/big.bin")["etag"].strip('"') == slo_etag(parts)
+    assert len(result.named("segment damaged in transit; sending it again")) == 2
+    # Two containers, six segments, the two re-sends, the manifest.
+    assert result.requests["PUT"] == 2 + 6 + 2 + 1
+
+
 def test_file_changing_while_read_gets_no_manifest(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,7 +169,7 @@ def test_file_changing_while_read_gets_no_manifest(
             f.write(b"more")
         return handle
 
-    monkeypatch.setattr(transfer, "open_file", open_then_append)
+    monkeypatch.setattr(localfs, "open_file", open_then_append)
     try:
         with pytest.raises(FileChangedError):
             xfer.put_slo(entry)

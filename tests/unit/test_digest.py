@@ -1,19 +1,17 @@
-"""The SLO identity kcsync can recompute from a file, and the buffers it reads segments into."""
+"""The SLO identity kcsync can recompute from a file, and the hashing of segments as sent."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from pathlib import Path
 
 import pytest
 
 from kcsync.apply import _same_content
-from kcsync.localfs import hash_file, restat
+from kcsync.localfs import FileSlice, hash_file, restat
 from kcsync.model import IndexEntry, LocalEntry, RemoteSignature
 from kcsync.swift.slo import slo_etag, uniform_ranges
-from kcsync.transfer import SegmentBuffers
 
 
 def entry_for(path: Path) -> LocalEntry:
@@ -80,30 +78,35 @@ def test_same_content_of_a_plain_object_compares_the_md5_and_returns_it(tmp_path
     assert _same_content(local, indexed(local, "0" * 32, 0, None)) == (False, md5)
 
 
-def test_buffers_are_reused_and_capped() -> None:
-    pool = SegmentBuffers(2)
-    with pool:
-        a = pool.take(100)
-        b = pool.take(100)
-        third: list[bytearray] = []
-        waiter = threading.Thread(target=lambda: third.append(pool.take(100)))
-        waiter.start()
-        waiter.join(0.2)
-        assert waiter.is_alive()  # a third buffer waits for one to come back
-        pool.give(a)
-        waiter.join(5)
-        assert third == [a] and third[0] is a  # the same memory, not a new allocation
-        pool.give(b)
-        pool.give(third[0])
-        assert len(pool.take(200)) == 200  # those kept are too small: a bigger one
-    assert pool._free == []  # no large upload running: the memory goes back
+def test_file_slice_hashes_what_it_hands_out_since_the_last_rewind(tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    body = FileSlice(entry_for(path), 1000, 200_000, hashed=True)
+    try:
+        body.read(5000)
+        body.rewind()  # a retried request: the hash starts over with the bytes
+        while body.read(65536):
+            pass
+        assert body.hexdigest() == hashlib.md5(data[1000:201_000]).hexdigest()
+    finally:
+        body.close()
 
 
-def test_buffers_given_back_after_the_last_user_are_not_kept() -> None:
-    pool = SegmentBuffers(1)
-    with pool:
-        buf = pool.take(10)
-    pool.give(buf)  # a segment upload that finished after its file gave up
-    assert pool._free == []
-    with pool:
-        assert pool.take(10) is not buf
+def test_file_slice_digest_of_a_half_read_slice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    body = FileSlice(entry_for(path), 0, 100, hashed=True)
+    try:
+        body.read(10)
+        with pytest.raises(ValueError):
+            body.hexdigest()  # a digest of part of a segment would name the wrong bytes
+    finally:
+        body.close()
+    unhashed = FileSlice(entry_for(path), 0, 100)
+    try:
+        unhashed.read()
+        with pytest.raises(ValueError):
+            unhashed.hexdigest()
+    finally:
+        unhashed.close()
