@@ -296,7 +296,9 @@ def write_report(
         "fresh bucket each; reruns share one bucket that kcsync uploaded first.",
         "- Wall time of the child process; CPU = user + sys and peak RSS = ru_maxrss, both "
         "from `os.wait4` on the child. Data sets are deterministic (seeded RNG) and sit in "
-        "the page cache (warm) for every tool. Client and server share the same cores.",
+        "the page cache (warm) for every tool. Client and server share the same cores. "
+        "kcsync runs from a byte-compiled copy of its package, as `pip install` leaves it "
+        "(the swift CLI's package is byte-compiled too).",
         "- Requests are counted from the server's access log (Swift proxy-logging client "
         "lines, without internal subrequests; RGW beast lines), for every tool alike; they "
         "include the auth request.",

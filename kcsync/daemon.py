@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 import requests
 import structlog
@@ -27,15 +27,16 @@ from kcsync.notify import Notifier
 from kcsync.orphans import OrphanCollector
 from kcsync.progress import ProgressLine, Stats
 from kcsync.reconcile import Reconciler, Report, Sink
-from kcsync.scheduler import ReconcileScheduler
 from kcsync.store.db import Database
 from kcsync.store.index import Index
 from kcsync.store.jobs import Job, JobQueue
 from kcsync.swift.auth import Authenticator
 from kcsync.swift.client import ServerLimits, SwiftClient
 from kcsync.transfer import Transfer
-from kcsync.watcher import Watcher
 from kcsync.worker import WorkerPool
+
+if TYPE_CHECKING:
+    from kcsync.scheduler import ReconcileScheduler
 
 log = structlog.get_logger("kcsync")
 
@@ -333,6 +334,11 @@ class Daemon:
         self._last: dict[str, Any] = {}
 
     def run(self) -> int:
+        # Imported here: a `--once` run from cron needs neither, and apscheduler plus
+        # watchdog cost about 55 ms of its start.
+        from kcsync.scheduler import ReconcileScheduler
+        from kcsync.watcher import Watcher
+
         config = self.config
         with state_lock(config.state_dir):
             rt = Runtime(config, Stats(), once=False)
