@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
-import requests
 import structlog
-from requests.adapters import HTTPAdapter
 
 from kcsync.apply import Applier, DeleteBudget
 from kcsync.config import Config, KakaoAuth, TokenAuth, V1Auth
@@ -32,6 +30,7 @@ from kcsync.store.index import Index
 from kcsync.store.jobs import Job, JobQueue
 from kcsync.swift.auth import Authenticator
 from kcsync.swift.client import ServerLimits, SwiftClient
+from kcsync.swift.session import Session
 from kcsync.transfer import Transfer
 from kcsync.worker import WorkerPool
 
@@ -54,28 +53,11 @@ class Remote:
     storage_url: str
 
 
-class _Adapter(HTTPAdapter):
-    """Sends file bodies in 1 MiB writes: urllib3's default of 16 KiB costs a Python-level
-    read, hash update and send per 16 KiB, which shows at hundreds of MB/s."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("blocksize", SEND_BLOCK)
-        super().init_poolmanager(*args, **kwargs)
-
-
-SEND_BLOCK = 1024 * 1024
-
-
 def make_remote(config: Config) -> Remote:
     for secret in _secrets(config):
         redactor.register(secret)
-    session = requests.Session()
-    session.verify = config.tls_verify
     # One pooled connection per worker and segment thread, reused across requests.
-    adapter = _Adapter(pool_connections=4, pool_maxsize=config.workers * 2 + 4)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = "kcsync/0.1"
+    session = Session(verify=config.tls_verify, pool_size=config.workers * 2 + 4)
     auth = Authenticator(config.auth, session, timeout=config.retry.timeout)
     client = SwiftClient(
         auth, session, timeout=config.retry.timeout, attempts=config.retry.request_attempts

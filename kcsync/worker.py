@@ -86,8 +86,10 @@ class WorkerPool:
             return self._busy == 0 and self._queue.outstanding() == 0
 
     def wait_idle(self, *, poll: float = 0.2) -> None:
-        while not self.idle():
-            with self._settled:
+        # Checked under the condition's lock, so the last job's notify cannot slip in
+        # between the check and the wait (it would cost a whole poll).
+        with self._settled:
+            while not self.idle():
                 self._settled.wait(poll)
 
     def _loop(self) -> None:
@@ -104,8 +106,13 @@ class WorkerPool:
             finally:
                 with self._busy_lock:
                     self._busy -= 1
-                with self._settled:
-                    self._settled.notify_all()
+                    last = self._busy == 0
+                # Only when no job is running can the pool be idle: waking wait_idle after
+                # every job made it query the queue thousands of times a run, under the
+                # GIL and the database lock the workers need.
+                if last:
+                    with self._settled:
+                        self._settled.notify_all()
 
     def _sleep_until_work(self) -> None:
         ready = self._queue.next_ready_at()

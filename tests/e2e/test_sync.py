@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kcsync import cli, localfs, transfer
+from kcsync import cli, localfs
 from tests.e2e.harness import Env, parse_events
 
 pytestmark = pytest.mark.server
@@ -64,7 +64,6 @@ def test_rerun_without_changes_reads_no_file_and_sends_only_listings(
         return real_open(entry)
 
     monkeypatch.setattr(localfs, "open_file", counting_open)
-    monkeypatch.setattr(transfer, "open_file", counting_open)
     env.configure()
     capsys.readouterr()
 
