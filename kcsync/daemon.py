@@ -363,10 +363,10 @@ class Daemon:
             log.info("stopped", clean=finished)
             return EXIT_OK
 
-    def _enqueuer(self, rt: Runtime) -> Callable[[str, str, dict[str, Any]], None]:
-        def enqueue(key: str, op: str, payload: dict[str, Any]) -> None:
-            rt.queue.enqueue(key, op, payload, now=time.time())
-            rt.pool.wake()
+    def _enqueuer(self, rt: Runtime) -> Callable[[list[tuple[str, str, dict[str, Any]]]], None]:
+        def enqueue(jobs: list[tuple[str, str, dict[str, Any]]]) -> None:
+            rt.queue.enqueue_many(jobs, now=time.time())
+            rt.pool.wake(len(jobs))
 
         return enqueue
 

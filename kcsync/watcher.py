@@ -45,7 +45,11 @@ TICK = 0.05
 # reconcile would send it too, this only makes it sooner.
 OPEN_PATIENCE = 60.0
 
-Enqueue = Callable[[str, str, dict[str, Any]], None]
+Job = tuple[str, str, dict[str, Any]]  # key, op, payload
+# Called with all the jobs a settle tick found: one transaction for a burst of files.
+Enqueue = Callable[[list[Job]], None]
+# A new directory's files are handed over in batches of this many as the walk goes.
+WALK_BATCH = 1000
 
 
 @dataclass
@@ -224,23 +228,29 @@ class Watcher:
             ]
             for key, _ in due:
                 del self._hints[key]
+        jobs: list[Job] = []
         for key, hint in due:
             if hint.op == NEW_DIR:
-                self._walk_new_dir(hint)
+                self._walk_new_dir(hint, jobs)
                 continue
             payload: dict[str, Any] = {"path": hint.path, "reason": f"watcher: {hint.op}"}
             if hint.op == MOVE:
                 payload.update(src=hint.src_key, src_path=hint.src_path)
-            self._enqueue(key, hint.op, payload)
+            jobs.append((key, hint.op, payload))
+        if jobs:
+            self._enqueue(jobs)
         return len(due)
 
-    def _walk_new_dir(self, hint: Hint) -> None:
+    def _walk_new_dir(self, hint: Hint, jobs: list[Job]) -> None:
         for dirpath, _dirs, files in os.walk(hint.path):
             for name in files:
                 path = os.path.join(dirpath, name)
                 key = object_key(hint.folder, path)
                 if key is not None:
-                    self._enqueue(key, SYNC, {"path": path, "reason": "watcher: new directory"})
+                    jobs.append((key, SYNC, {"path": path, "reason": "watcher: new directory"}))
+            if len(jobs) >= WALK_BATCH:  # a huge tree moved in: workers start before the end
+                self._enqueue(jobs[:])
+                jobs.clear()
 
     def _complete(self, hint: Hint, now: float) -> bool:
         if hint.op != SYNC or hint.path not in self._opens:

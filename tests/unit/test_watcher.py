@@ -35,9 +35,7 @@ class Clock:
 def make(settle: float = 2.0) -> tuple[Watcher, list[tuple[str, str, dict[str, Any]]], Clock]:
     jobs: list[tuple[str, str, dict[str, Any]]] = []
     clock = Clock()
-    watcher = Watcher(
-        (FOLDER,), lambda k, op, p: jobs.append((k, op, p)), settle=settle, clock=clock
-    )
+    watcher = Watcher((FOLDER,), jobs.extend, settle=settle, clock=clock)
     return watcher, jobs, clock
 
 
@@ -158,7 +156,7 @@ class FullObserver:
 
 
 def test_inotify_limit_is_one_clear_error_and_the_daemon_keeps_going() -> None:
-    watcher = Watcher((FOLDER,), lambda *a: None, settle=1, observer_factory=FullObserver)
+    watcher = Watcher((FOLDER,), lambda jobs: None, settle=1, observer_factory=FullObserver)
     with structlog.testing.capture_logs() as logs:
         watcher.start()
     watcher.stop()
@@ -166,3 +164,38 @@ def test_inotify_limit_is_one_clear_error_and_the_daemon_keeps_going() -> None:
     (error,) = [e for e in logs if e["log_level"] == "error"]
     assert "sysctl fs.inotify.max_user_watches=" in error["event"]
     assert error["folder"] == "/data"
+
+
+def test_files_settled_in_one_tick_are_handed_over_in_one_batch() -> None:
+    calls: list[list[tuple[str, str, dict[str, Any]]]] = []
+    watcher = Watcher((FOLDER,), calls.append, settle=2.0, clock=Clock())
+    for i in range(300):  # a burst: each closed after writing, so due at once
+        watcher.on_event(FOLDER, FileClosedEvent(f"/data/{i}.jpg"))
+    assert watcher.flush() == 300
+    assert len(calls) == 1  # one queue transaction for the burst, not 300
+    assert sorted(k for k, _, _ in calls[0]) == sorted(f"files/{i}.jpg" for i in range(300))
+    assert watcher.flush() == 0 and len(calls) == 1  # nothing handed over twice or empty
+
+
+def test_a_big_new_directory_is_handed_over_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from watchdog.events import DirCreatedEvent
+
+    from kcsync import watcher as watcher_module
+
+    monkeypatch.setattr(watcher_module, "WALK_BATCH", 10)
+    folder = FolderConfig(tmp_path, "", DEFAULT_EXCLUDES)
+    for d in range(5):
+        (tmp_path / "new" / str(d)).mkdir(parents=True)
+        for i in range(6):
+            (tmp_path / "new" / str(d) / f"{i}.txt").write_bytes(b"x")
+    calls: list[list[tuple[str, str, dict[str, Any]]]] = []
+    clock = Clock()
+    watcher = Watcher((folder,), calls.append, settle=1.0, clock=clock)
+    watcher.on_event(folder, DirCreatedEvent(str(tmp_path / "new")))
+    clock.now += 2
+    watcher.flush()
+    keys = [k for batch in calls for k, _, _ in batch]
+    assert sorted(keys) == sorted(f"new/{d}/{i}.txt" for d in range(5) for i in range(6))
+    assert len(calls) > 1 and all(len(batch) < 20 for batch in calls)
