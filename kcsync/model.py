@@ -10,7 +10,7 @@ from dataclasses import dataclass
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LocalEntry:
     """A regular file found under a synced folder."""
 
@@ -38,7 +38,7 @@ class BadEntry:
     protects_prefix: bool = False  # a whole unreadable directory
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RemoteEntry:
     """One entry of a JSON container listing, as both servers describe it (DESIGN §3, §5)."""
 
@@ -60,7 +60,7 @@ class RemoteEntry:
         return self.slo_etag is not None or self.hash == EMPTY_MD5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RemoteSignature:
     """What a listing said about an object right after we uploaded it.
 
@@ -80,7 +80,7 @@ class RemoteSignature:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IndexEntry:
     """What kcsync last uploaded (or adopted) for one object name, and the file it came from.
 

@@ -7,6 +7,7 @@ Retry-After and rewinding the body. A 401 re-authenticates once.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -224,12 +225,15 @@ class SwiftClient:
             resp = self.request("GET", container, params=params, ok=(404,))
             if resp.status_code == 404:  # no container yet: nothing in it
                 return
-            page = resp.json()
+            # Entries are built as the JSON is parsed: a page of 10,000 names as dicts
+            # (plus the decoded text) would briefly hold three times the memory.
+            page = json.loads(resp.content, object_hook=_listing_object)
             if not page:
                 return
             # "subdir" pseudo-entries only come with a delimiter, which we never send.
-            yield [parse_listing_entry(item) for item in page if "name" in item]
-            marker = page[-1].get("name") or page[-1].get("subdir", "")
+            yield [item for item in page if isinstance(item, RemoteEntry)]
+            last = page[-1]
+            marker = last.name if isinstance(last, RemoteEntry) else str(last.get("subdir", ""))
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -350,6 +354,10 @@ class SwiftClient:
             body=manifest,
         )
         return strip_quotes(resp.headers.get("Etag"))
+
+
+def _listing_object(item: dict[str, Any]) -> RemoteEntry | dict[str, Any]:
+    return parse_listing_entry(item) if "name" in item else item
 
 
 def parse_listing_entry(item: Mapping[str, Any]) -> RemoteEntry:
