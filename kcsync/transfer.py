@@ -76,7 +76,6 @@ class Transfer:
         self._segments = segments_container
         self._limits = limits
         self._segment_size = segment_size
-        self._workers = segment_workers
         self._pool = ThreadPoolExecutor(segment_workers, thread_name_prefix="kcsync-segment")
         self._segments_ready = False
         self._segments_lock = threading.Lock()
