@@ -180,9 +180,10 @@ class Transfer:
         present: dict[str, tuple[str, int]],
     ) -> tuple[str, int]:
         """PUT one segment unless a killed upload already stored it; (md5, bytes sent)."""
-        if present.get(name, ("", -1))[1] == length:
+        stored = present.get(name)
+        if stored is not None and stored[1] == length:
             md5 = _hash_slice(FileSlice(entry, offset, length, hashed=True))
-            if present[name][0] == md5:
+            if stored[0] == md5:
                 return md5, 0
         for _ in range(SEGMENT_ATTEMPTS):
             body = FileSlice(entry, offset, length, hashed=True)

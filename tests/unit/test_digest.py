@@ -1,4 +1,4 @@
-"""The SLO identity kcsync can recompute from a file, and the hashing of segments as sent."""
+"""The SLO identity kcsync can recompute from a file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kcsync.apply import _same_content
-from kcsync.localfs import FileSlice, hash_file, restat
+from kcsync.localfs import hash_file, restat
 from kcsync.model import IndexEntry, LocalEntry, RemoteSignature
 from kcsync.swift.slo import slo_etag, uniform_ranges
 
@@ -76,37 +76,3 @@ def test_same_content_of_a_plain_object_compares_the_md5_and_returns_it(tmp_path
     # An SLO adopted from another tool (layout unknown) was indexed with its whole MD5
     assert _same_content(local, indexed(local, md5, 1, "abc")) == (True, md5)
     assert _same_content(local, indexed(local, "0" * 32, 0, None)) == (False, md5)
-
-
-def test_file_slice_hashes_what_it_hands_out_since_the_last_rewind(tmp_path: Path) -> None:
-    data = os.urandom(300_000)
-    path = tmp_path / "f"
-    path.write_bytes(data)
-    body = FileSlice(entry_for(path), 1000, 200_000, hashed=True)
-    try:
-        body.read(5000)
-        body.rewind()  # a retried request: the hash starts over with the bytes
-        while body.read(65536):
-            pass
-        assert body.hexdigest() == hashlib.md5(data[1000:201_000]).hexdigest()
-    finally:
-        body.close()
-
-
-def test_file_slice_digest_of_a_half_read_slice_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "f"
-    path.write_bytes(b"x" * 100)
-    body = FileSlice(entry_for(path), 0, 100, hashed=True)
-    try:
-        body.read(10)
-        with pytest.raises(ValueError):
-            body.hexdigest()  # a digest of part of a segment would name the wrong bytes
-    finally:
-        body.close()
-    unhashed = FileSlice(entry_for(path), 0, 100)
-    try:
-        unhashed.read()
-        with pytest.raises(ValueError):
-            unhashed.hexdigest()
-    finally:
-        unhashed.close()
