@@ -3,7 +3,6 @@ jobs (DESIGN §2). Memory stays flat: every stream is read lazily, in name order
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -30,41 +29,57 @@ from kcsync.swift.client import SwiftClient
 log = structlog.get_logger("kcsync.reconcile")
 
 
-def prefetched(pages: Iterator[list[RemoteEntry]], depth: int = 1) -> Iterator[RemoteEntry]:
-    """Entries of ``pages``, fetching the next pages in a thread while these are merged.
+def prefetched(pages: Iterator[list[RemoteEntry]]) -> Iterator[RemoteEntry]:
+    """Entries of ``pages``, fetching the next page in a thread while this one is merged.
 
     A listing is a round trip per 1000-10000 names; fetched in line, the scan and the merge
-    would wait for each one. At most ``depth`` pages wait in memory: one is enough to
-    overlap fetching with merging, and each page of 10,000 names is about 3 MB, which was
-    most of what a rerun of 10^6 files held beyond one of 10^4.
+    would wait for each one. A page of 10,000 names is about 4 MB, and the pages held at once
+    were what a rerun of 10^6 files held beyond one of 10^4, so the hand-over is a rendezvous:
+    the next page is fetched only once the consumer has taken this one (one page in use, one
+    being fetched, never a third waiting), and entries are let go as they are merged. Fetching
+    a page ahead of that would not be faster: it would only wait.
     """
-    buffer: queue.Queue[list[RemoteEntry] | BaseException | None] = queue.Queue(depth)
+    slot: list[list[RemoteEntry] | BaseException | None] = []
+    changed = threading.Condition()
     stop = threading.Event()
+
+    def hand_over(item: list[RemoteEntry] | BaseException | None) -> bool:
+        with changed:
+            slot.append(item)
+            changed.notify_all()
+            while slot and not stop.is_set():
+                changed.wait()
+        return not stop.is_set()
 
     def fetch() -> None:
         try:
             for page in pages:
-                while not stop.is_set():
-                    try:
-                        buffer.put(page, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(page):
                     return
-            buffer.put(None)
+            hand_over(None)
         except BaseException as exc:  # handed to the consumer, raised there
-            buffer.put(exc)
+            hand_over(exc)
 
     thread = threading.Thread(target=fetch, name="kcsync-listing", daemon=True)
     thread.start()
     try:
-        while (item := buffer.get()) is not None:
+        while True:
+            with changed:
+                while not slot:
+                    changed.wait()
+                item = slot.pop()
+                changed.notify_all()
+            if item is None:
+                return
             if isinstance(item, BaseException):
                 raise item
-            yield from item
+            item.reverse()
+            while item:
+                yield item.pop()
     finally:
-        stop.set()
+        with changed:
+            stop.set()
+            changed.notify_all()
         thread.join()
 
 

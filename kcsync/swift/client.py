@@ -8,6 +8,7 @@ Retry-After and rewinding the body. A 401 re-authenticates once.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -222,18 +223,30 @@ class SwiftClient:
             params = {"format": "json", "limit": str(page_size), "marker": marker}
             if prefix:
                 params["prefix"] = prefix
-            resp = self.request("GET", container, params=params, ok=(404,))
-            if resp.status_code == 404:  # no container yet: nothing in it
-                return
-            # Entries are built as the JSON is parsed: a page of 10,000 names as dicts
-            # (plus the decoded text) would briefly hold three times the memory.
-            page = json.loads(resp.content, object_hook=_listing_object)
+            page = self._list_page(container, params)
             if not page:
                 return
-            # "subdir" pseudo-entries only come with a delimiter, which we never send.
-            yield [item for item in page if isinstance(item, RemoteEntry)]
             last = page[-1]
             marker = last.name if isinstance(last, RemoteEntry) else str(last.get("subdir", ""))
+            # "subdir" pseudo-entries only come with a delimiter, which we never send. The
+            # unfiltered page is not kept: the consumer lets entries go as it uses them.
+            entries = [item for item in page if isinstance(item, RemoteEntry)]
+            del page, last
+            yield entries
+
+    def _list_page(
+        self, container: str, params: dict[str, str]
+    ) -> list[RemoteEntry | dict[str, Any]]:
+        """One page, parsed; the response (and its raw body) is gone once this returns."""
+        resp = self.request("GET", container, params=params, ok=(404,))
+        if resp.status_code == 404:  # no container yet: nothing in it
+            return []
+        # Entries are built as the JSON is parsed: a page of 10,000 names as dicts
+        # (plus the decoded text) would briefly hold three times the memory.
+        page: list[RemoteEntry | dict[str, Any]] = json.loads(
+            resp.content, object_hook=_listing_object
+        )
+        return page
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -356,6 +369,10 @@ class SwiftClient:
         return strip_quotes(resp.headers.get("Etag"))
 
 
+def _shared(text: str | None) -> str | None:
+    return sys.intern(text) if text else text
+
+
 def _listing_object(item: dict[str, Any]) -> RemoteEntry | dict[str, Any]:
     return parse_listing_entry(item) if "name" in item else item
 
@@ -367,7 +384,8 @@ def parse_listing_entry(item: Mapping[str, Any]) -> RemoteEntry:
         hash=str(item.get("hash", "")),
         bytes=int(item.get("bytes", 0)),
         last_modified=str(item.get("last_modified", "")),
-        content_type=item.get("content_type"),
+        # A listing repeats a handful of content types; one copy each, not one per entry.
+        content_type=_shared(item.get("content_type")),
         slo_etag=strip_quotes(slo_etag) if slo_etag else None,
     )
 
