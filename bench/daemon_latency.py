@@ -53,7 +53,7 @@ def percentile(values: list[float], q: float) -> float:
 def wait_log(log: Path, event: str, count: int = 1, timeout: float = 600) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = [
+        found: list[dict[str, Any]] = [
             json.loads(line)
             for line in log.read_text().splitlines()
             if line.startswith("{") and f'"event": "{event}"' in line

@@ -22,7 +22,7 @@ BATCH = 20_000
 
 def container_db(server_root: Path, account: str, container: str) -> Path:
     """The SQLite file of ``container`` (one replica: exactly one such file)."""
-    from swift.container.backend import ContainerBroker
+    from swift.container.backend import ContainerBroker  # type: ignore[import-untyped]
 
     for db in server_root.glob("srv/*/containers/*/*/*/*.db"):
         info = ContainerBroker(str(db)).get_info()
@@ -48,7 +48,7 @@ def fill(
     """Write a listing row per non-empty file of ``tree``; returns how many, and the names
     of the empty files. Those must be real objects: an empty object lists with the same
     hash as a manifest, so kcsync (rightly) HEADs it, and a row with no body answers 404."""
-    from swift.common.utils import Timestamp
+    from swift.common.utils import Timestamp  # type: ignore[import-untyped]
     from swift.container.backend import ContainerBroker
 
     broker = ContainerBroker(str(container_db(server_root, account, container)))
