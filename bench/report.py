@@ -383,6 +383,9 @@ def _verdict(ok: bool | None) -> str:
 def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> list[str]:
     """Each bar of the issue, met or not, with the numbers behind it."""
     rows: list[list[str]] = []
+    # A median verdict on three samples can flip on noise: a missed time bar shows its
+    # repetitions side by side (same repetition = same minutes of the run).
+    misses: list[str] = []
 
     def find(scenario: str, backend: str, tool: str) -> list[Table]:
         return [t for t in tables if t.scenario == scenario and t.backend == backend
@@ -397,11 +400,15 @@ def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> lis
                 if r is not None:
                     rows.append([f"{sc}: ≥ {share} × raw PUT", be, f"{1 / r:.2f} ×",
                                  _verdict(1 / r >= share)])  # fmt: skip
+                    if 1 / r < share and t.reference:
+                        misses.append(_by_repetition(t, sc, t.reference, share))
                 for peer in ("rclone", "swift"):
                     if peer in t.rows:
                         p = t.med(peer, "wall")
                         rows.append([f"{sc}: ≥ {peer}", be, f"{k:.2f} s vs {p:.2f} s",
                                      _verdict(k <= p)])  # fmt: skip
+                        if k > p:
+                            misses.append(_by_repetition(t, sc, peer))
         for sc in ("C", "D"):
             found = find(sc, be, "kcsync")
             if not found:
@@ -467,20 +474,48 @@ def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> lis
         "|---|---|---|---|",
         *(_md_row(r) for r in rows),
         "",
+        *(f"- {m}" for m in misses),
+        *([""] if misses else []),
     ]
+
+
+def _by_repetition(t: Table, scenario: str, other: str, share: float | None = None) -> str:
+    """One missed bar, repetition by repetition: kcsync's wall time beside the other's."""
+    pairs = list(zip([s.wall for s in t.rows["kcsync"]], [s.wall for s in t.rows[other]],
+                     strict=False))  # fmt: skip
+    times = " · ".join(f"{a:.2f} vs {b:.2f}" for a, b in pairs)
+    if share is None:
+        name, won = other, sum(a < b for a, b in pairs)
+        tail = f"kcsync was faster in {won} of {len(pairs)}"
+    else:
+        name, won = "raw PUT", sum(b / a >= share for a, b in pairs)
+        ratios = ", ".join(f"{b / a:.2f} ×" for a, b in pairs)
+        tail = f"{ratios}: at least {share} × in {won} of {len(pairs)}"
+    return (
+        f"{scenario} on {t.backend}, missed on the median; repetition by repetition, kcsync "
+        f"vs {name}: {times} s; {tail}."
+    )
 
 
 def _busy(load: tuple[str, str]) -> list[str]:
-    """Other work on the machine skews every number; say so when the load shows it."""
+    """Say when the machine was busy before the run began: the end value cannot tell, as it
+    counts the benchmark's own threads (the transfers and the server share the CPUs)."""
     cpus = len(os.sched_getaffinity(0))
-    worst = max(float(x) for pair in load for x in pair.split(", "))
-    if worst <= cpus / 2:
-        return []
-    return [
-        f"other processes were running (load average up to {worst:.1f} on {cpus} CPUs); "
-        "they took CPU from the tools and the server, so times vary more than usual: check "
-        "the ranges before reading much into small differences."
-    ]
+    before = float(load[0].split(", ")[0])
+    ending = float(load[1].split(", ")[0])
+    notes = []
+    if before > cpus / 2:
+        notes.append(
+            f"the machine was not idle when the run began (1-minute load {before:.2f} on "
+            f"{cpus} CPUs): the first measurements may have shared the CPUs with it, so "
+            "check the ranges before reading much into small differences."
+        )
+    if ending > cpus:
+        notes.append(
+            f"the load at the end ({ending:.2f}) is the benchmark's own: its concurrent "
+            "transfers and the server count as runnable threads on the same CPUs."
+        )
+    return notes
 
 
 def _section(t: Table) -> list[str]:

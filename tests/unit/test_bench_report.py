@@ -1,0 +1,55 @@
+"""The benchmark report's verdicts: what docs/benchmarks.md says is met must follow the numbers."""
+
+from __future__ import annotations
+
+import os
+
+from bench.measure import Sample
+from bench.report import Table, _busy, bars_section
+
+
+def _table(scenario: str, walls: dict[str, list[float]]) -> Table:
+    t = Table(scenario, "first upload", "swift", 1, 2**30, "raw-put")
+    for tool, times in walls.items():
+        for w in times:
+            t.add(tool, Sample(wall=w, cpu=1.0, rss_mb=50.0, code=0))
+    return t
+
+
+def _text(tables: list[Table]) -> str:
+    return "\n".join(bars_section(tables, {}))
+
+
+def test_a_bar_met_on_the_median_lists_no_repetitions() -> None:
+    t = _table("B", {"kcsync": [8.0, 8.1, 8.2], "swift": [9.0, 9.1, 9.2], "raw-put": [7.0] * 3})
+    text = _text([t])
+    assert "| B: ≥ swift | swift | 8.10 s vs 9.10 s | **met** |" in text
+    assert "repetition by repetition" not in text
+
+
+def test_a_peer_bar_missed_on_the_median_shows_each_repetition_and_who_won() -> None:
+    t = _table(
+        "B",
+        {"kcsync": [8.71, 7.72, 8.53], "swift": [9.78, 8.11, 8.03], "raw-put": [7.0] * 3},
+    )
+    text = _text([t])
+    assert "| B: ≥ swift | swift | 8.53 s vs 8.11 s | **not met** |" in text
+    assert "8.71 vs 9.78 · 7.72 vs 8.11 · 8.53 vs 8.03 s" in text
+    assert "kcsync was faster in 2 of 3" in text
+
+
+def test_a_ceiling_bar_missed_counts_repetitions_at_the_share_not_wins() -> None:
+    t = _table("B", {"kcsync": [7.08, 4.13, 3.88], "raw-put": [4.12, 3.48, 3.34]})
+    text = _text([t])
+    assert "| B: ≥ 0.85 × raw PUT | swift | 0.84 × | **not met** |" in text
+    assert "0.58 ×, 0.84 ×, 0.86 ×: at least 0.85 × in 1 of 3" in text
+
+
+def test_the_load_at_the_end_is_not_blamed_on_other_processes() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    idle = f"{cpus / 4:.2f}, 0.50, 0.40"
+    busy_end = f"{cpus * 4:.2f}, {cpus * 4:.2f}, {cpus:.2f}"
+    notes = _busy((idle, busy_end))
+    assert len(notes) == 1 and "the benchmark's own" in notes[0]
+    notes = _busy((f"{cpus:.2f}, 1.0, 1.0", idle))
+    assert len(notes) == 1 and "not idle when the run began" in notes[0]
