@@ -4,7 +4,9 @@
   python3 -m bench.baseline put   ... --big FILE --segment BYTES   (segments only, no manifest)
   python3 -m bench.baseline floor --auth URL --user U --key K --bucket B --tree DIR
 
-``put``: a minimal threaded client, one requests.Session per thread, no hashing, no checks.
+``put``: a minimal threaded client, one requests.Session per thread, no hashing, no checks;
+with ``--md5`` it also hashes each body before sending it, which is the least any client
+that checks what the server stored must add (the CPU it costs, on CPUs the server shares).
 ``floor``: what a no-change rerun cannot avoid: os.walk + stat of the tree, and the paged
 JSON listing of the bucket. Both print one JSON line with their own split timings.
 """
@@ -41,6 +43,8 @@ def put(args: argparse.Namespace) -> dict[str, object]:
     tree = Path(args.tree)
 
     def send(container: str, name: str, data: bytes) -> None:
+        if args.md5:
+            hashlib.md5(data).hexdigest()
         r = _session().put(
             f"{url}/{quote(container)}/{quote(name)}",
             data=data,
@@ -109,6 +113,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--big")
     p.add_argument("--segment", type=int, default=64 << 20)
+    p.add_argument("--md5", action="store_true", help="put: hash each body before sending")
     args = p.parse_args()
     print(json.dumps(put(args) if args.mode == "put" else floor(args)), flush=True)
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from bench.tools import Command
 
 MB = 1e6
-TOOL_ORDER = ("kcsync", "rclone", "swift", "raw-put", "floor")
+TOOL_ORDER = ("kcsync", "rclone", "swift", "raw-put", "raw-put-md5", "floor")
 SCENARIO_NAMES = {
     "A": "A — first upload, small files",
     "B": "B — first upload, one large file (SLO/DLO segments)",
@@ -127,7 +127,11 @@ def throughput_table(t: Table) -> list[str]:
         }
         rates_cells = [rates[h] for h in rate_head]
         ratio = t.ratio(tool)
-        label = {"raw-put": "raw PUT (ceiling)", "floor": "walk + listing (floor)"}.get(tool, tool)
+        label = {
+            "raw-put": "raw PUT (ceiling)",
+            "raw-put-md5": "raw PUT + MD5",
+            "floor": "walk + listing (floor)",
+        }.get(tool, tool)
         out.append(
             _md_row(
                 [
@@ -402,6 +406,13 @@ def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> lis
                                  _verdict(1 / r >= share)])  # fmt: skip
                     if 1 / r < share and t.reference:
                         misses.append(_by_repetition(t, sc, t.reference, share))
+                        if "raw-put-md5" in t.rows:
+                            hashed = t.med("raw-put-md5", "wall")
+                            misses.append(
+                                f"{sc} on {be}: the ceiling with each body hashed (raw PUT + "
+                                f"MD5) takes {hashed:.2f} s, kcsync {k:.2f} s = "
+                                f"{hashed / k:.2f} × of it."
+                            )
                 for peer in ("rclone", "swift"):
                     if peer in t.rows:
                         p = t.med(peer, "wall")

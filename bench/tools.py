@@ -94,12 +94,13 @@ def command(tool: str, op: str, job: Job, be: Backend) -> Command:
             job.bucket, job.tree.name,
         ]  # fmt: skip
         return Command(argv, base, job.tree.parent, {})
-    if tool in ("raw-put", "floor"):
+    if tool in ("raw-put", "raw-put-md5", "floor"):
         argv = [
-            PY, "-m", "bench.baseline", "put" if tool == "raw-put" else "floor",
+            PY, "-m", "bench.baseline", "floor" if tool == "floor" else "put",
             "--auth", be.auth_url, "--user", be.user, "--key", be.key,
             "--bucket", job.bucket, "--tree", str(job.tree), "--threads", str(job.workers),
             *(["--big", str(job.big), "--segment", str(job.segment)] if job.big else []),
+            *(["--md5"] if tool == "raw-put-md5" else []),
         ]  # fmt: skip
         return Command(argv, {**base, "PYTHONPATH": str(REPO)}, REPO, {})
     raise ValueError(f"unknown tool {tool!r}")

@@ -49,6 +49,8 @@ def test_quick_harness_run_reports_every_tool(tmp_path: Path) -> None:
         assert sections, f"no {heading} section"
         for tool in ("| kcsync |", "| rclone |", "| swift |"):
             assert any(tool in section for section in sections), f"{heading}: no row for {tool}"
+    big = report.split("## B", 1)[1].split("\n## ", 1)[0]
+    assert "| raw PUT (ceiling) |" in big and "| raw PUT + MD5 |" in big
     daemon = report.split("## E", 1)[1].split("\n## ", 1)[0]
     assert "| single files | 3 |" in daemon and "| burst | 30 |" in daemon
     memory = report.split("## F", 1)[1].split("\n## ", 1)[0]

@@ -53,3 +53,12 @@ def test_the_load_at_the_end_is_not_blamed_on_other_processes() -> None:
     assert len(notes) == 1 and "the benchmark's own" in notes[0]
     notes = _busy((f"{cpus:.2f}, 1.0, 1.0", idle))
     assert len(notes) == 1 and "not idle when the run began" in notes[0]
+
+
+def test_a_missed_ceiling_is_also_set_against_the_ceiling_that_hashes() -> None:
+    t = _table(
+        "B",
+        {"kcsync": [3.78] * 3, "raw-put": [2.85] * 3, "raw-put-md5": [3.40] * 3},
+    )
+    text = _text([t])
+    assert "raw PUT + MD5) takes 3.40 s, kcsync 3.78 s = 0.90 × of it" in text
