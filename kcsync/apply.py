@@ -14,12 +14,21 @@ import structlog
 
 from kcsync import plan
 from kcsync.config import FolderConfig
-from kcsync.errors import GuardError, LocalFileError, NotFoundError
+from kcsync.errors import GuardError, KcsyncError, LocalFileError, NotFoundError
 from kcsync.localfs import folder_path_for, hash_file, restat
 from kcsync.model import IndexEntry, LocalEntry, ObjectFacts, RemoteEntry, RemoteSignature
 from kcsync.store.index import Index
+from kcsync.store.segments import SegmentLedger
 from kcsync.swift.client import SwiftClient
-from kcsync.swift.slo import parse_mtime_ns, segment_prefix, slo_etag, uniform_ranges
+from kcsync.swift.slo import (
+    bucket_tag,
+    group_prefix,
+    legacy_segment_prefix,
+    parse_mtime_ns,
+    slo_etag,
+    uniform_ranges,
+    upload_id_of,
+)
 from kcsync.transfer import Transfer, Uploaded, object_headers
 
 log = structlog.get_logger("kcsync.apply")
@@ -108,7 +117,9 @@ class Applier:
         mirror: bool,
         folders: tuple[FolderConfig, ...],
         budget: DeleteBudget,
+        ledger: SegmentLedger,
     ) -> None:
+        self._ledger = ledger
         self._client = client
         self._transfer = transfer
         self._index = index
@@ -156,9 +167,9 @@ class Applier:
             else self._transfer.put(local, md5)
         )
         self._record(local, result)
-        if result.segment_size == 0 and previous is not None and previous.segment_size:
-            # A plain PUT replaced our manifest: its segments are now garbage.
-            self._transfer.remove_segments(local.key)
+        # Our PUT replaced whatever the object was: every other group of ours for it is
+        # referenced by nothing now (a new SLO references only its own group).
+        self._replaced(local.key, result.segment_prefix, previous)
         log.info("uploaded", object=local.key, bytes=local.size, reason=reason)
         return Outcome("uploaded", local.key, result.bytes_sent, reason)
 
@@ -207,6 +218,19 @@ class Applier:
             self._delete(src, src_path, None, False)
         return outcome
 
+    def _replaced(self, key: str, live: str | None, previous: IndexEntry | None) -> None:
+        """``key`` was just overwritten or deleted by us: retire and delete the segment
+        groups it referenced before. Known garbage, so no grace period applies; a failure
+        here leaves them retired for the collector, and never fails the job."""
+        earlier = [previous.segment_prefix] if previous and previous.segment_prefix else []
+        retired = self._ledger.settle(key, live, also_retire=earlier, now=time.time())
+        if not retired:
+            return
+        try:
+            self._transfer.delete_groups(retired)
+        except KcsyncError as exc:
+            log.warning("old segments left for the collector", object=key, error=str(exc))
+
     def _record(self, local: LocalEntry, result: Uploaded) -> None:
         self._index.put(
             IndexEntry(
@@ -233,14 +257,25 @@ class Applier:
         digest: str | None = None
         if plan.needs_head(remote, local):
             facts = self._client.head_object(self._container, remote.name)
-            if _has_own_digest(facts, local):
-                assert facts is not None and facts.segment_size
-                if unchanged and previous is not None and _digest_of(previous, facts):
+            if facts is None or facts.size != local.size:
+                # Nothing to compare: sent as it is, with no pass over the file first (an
+                # SLO hashes its segments as they stream out).
+                reason = "object vanished" if facts is None else "size differs"
+                return self._upload(local, previous, None, reason)
+            uniform = _uniform_segment_size(facts, previous)
+            if uniform:
+                if unchanged and previous is not None and previous.holds_slo_digest and (
+                    previous.segment_size == uniform
+                ):
                     digest = previous.slo_etag
                 else:
-                    ranges = uniform_ranges(local.size, facts.segment_size)
+                    ranges = uniform_ranges(local.size, uniform)
                     _, parts = hash_file(local, ranges, whole_md5=False)
                     digest = slo_etag(parts)
+                # Both servers give an SLO the MD5 of its segment MD5s as Etag: for our
+                # uniform segments that is the digest itself, whatever another tool has
+                # since done to the object's metadata (a `swift post` drops ours).
+                facts = replace(facts, slo_digest=facts.etag, segment_size=uniform)
             else:
                 segments = self._foreign_segments(facts, local)
                 if segments is not None:
@@ -264,6 +299,10 @@ class Applier:
             remote.hash, remote.bytes, remote.last_modified if large else None
         )
         segment_size = (facts.segment_size or 1) if facts is not None and facts.is_slo else 0
+        live = live_group(local.key, facts, previous, bucket_tag(self._container))
+        # The object references ``live`` (or nothing of ours); other groups of it are
+        # retired, and the collector deletes them only once the server agrees.
+        self._ledger.settle(local.key, live, now=time.time())
         self._record(
             local,
             Uploaded(
@@ -272,7 +311,7 @@ class Applier:
                 digest or (facts.etag if large and facts else None),
                 signature,
                 0,
-                own_segment_prefix(local.key, facts),
+                live,
             ),
         )
         event = (
@@ -326,6 +365,7 @@ class Applier:
             # Not an SLO after all (or RGW's answer said nothing was deleted).
             self._client.delete_object(self._container, key)
         self._index.delete(key)
+        self._replaced(key, None, previous)
         log.info("deleted", object=key)
         return Outcome("deleted", key)
 
@@ -372,34 +412,40 @@ def _restated(entry: IndexEntry, local: LocalEntry) -> IndexEntry:
     return replace(entry, mtime_ns=local.mtime_ns, inode=local.inode, ctime_ns=local.ctime_ns)
 
 
-def own_segment_prefix(key: str, facts: ObjectFacts | None) -> str | None:
-    """Where the segments of an SLO kcsync wrote live, read back from its own metadata:
-    the stored mtime, size and segment size are exactly what named them."""
-    if facts is None or not facts.is_slo or not facts.ours:
+def live_group(
+    key: str, facts: ObjectFacts | None, previous: IndexEntry | None, tag: str
+) -> str | None:
+    """The group of ours an SLO references, from what the server said of it.
+
+    Its upload id metadata names it. Without it (metadata replaced by another tool's POST),
+    an Etag equal to the one we recorded means the same manifest still stands. SLOs kcsync
+    wrote before upload ids name their segments after the stored mtime: derived, so the
+    result is only ever used to retire them once replaced, never to delete live data.
+    """
+    if facts is None or not facts.is_slo:
         return None
-    if facts.segment_size is None or facts.mtime_raw is None:
+    if facts.upload_id and upload_id_of(group_prefix(tag, facts.upload_id)):
+        return group_prefix(tag, facts.upload_id)
+    if previous is not None and previous.segment_prefix and previous.slo_etag == facts.etag:
+        return previous.segment_prefix
+    if not facts.ours or facts.segment_size is None or facts.mtime_raw is None:
         return None
     mtime_ns = parse_mtime_ns(facts.mtime_raw)
     if mtime_ns is None:
         return None
-    return segment_prefix(key, mtime_ns, facts.size, facts.segment_size)
+    return legacy_segment_prefix(key, mtime_ns, facts.size, facts.segment_size)
 
 
-def _has_own_digest(facts: ObjectFacts | None, local: LocalEntry) -> bool:
-    """A kcsync SLO of this file's size that names its segment digest (SLOs written by
-    earlier kcsync carry a whole-file MD5 instead)."""
-    return (
-        facts is not None
-        and facts.is_slo
-        and bool(facts.slo_digest)
-        and bool(facts.segment_size)
-        and facts.size == local.size > 0
-    )
-
-
-def _digest_of(previous: IndexEntry, facts: ObjectFacts) -> bool:
-    """Whether the index holds this file's segment digest at the object's segment size."""
-    return previous.holds_slo_digest and previous.segment_size == facts.segment_size
+def _uniform_segment_size(facts: ObjectFacts, previous: IndexEntry | None) -> int | None:
+    """The segment size of an SLO cut the way kcsync cuts them, when known: from its own
+    metadata, or from the index entry of the SLO we uploaded there."""
+    if not facts.is_slo or facts.size <= 0:
+        return None
+    if facts.segment_size:
+        return facts.segment_size
+    if previous is not None and previous.holds_slo_digest:
+        return previous.segment_size
+    return None
 
 
 def _same_content(local: LocalEntry, previous: IndexEntry) -> tuple[bool, str | None]:

@@ -28,6 +28,7 @@ from kcsync.reconcile import Reconciler, Report, Sink
 from kcsync.store.db import Database
 from kcsync.store.index import Index
 from kcsync.store.jobs import Job, JobQueue
+from kcsync.store.segments import SegmentLedger
 from kcsync.swift.auth import Authenticator
 from kcsync.swift.client import ServerLimits, SwiftClient
 from kcsync.swift.session import Session
@@ -104,9 +105,12 @@ class QueueSink:
     BATCH = 256
     FLUSH_AFTER = 0.05
 
-    def __init__(self, queue: JobQueue, index: Index, stats: Stats, pool: WorkerPool) -> None:
+    def __init__(
+        self, queue: JobQueue, index: Index, ledger: SegmentLedger, stats: Stats, pool: WorkerPool
+    ) -> None:
         self._queue = queue
         self._index = index
+        self._ledger = ledger
         self._stats = stats
         self._pool = pool
         self._pending: list[tuple[str, str, dict[str, object]]] = []
@@ -134,8 +138,12 @@ class QueueSink:
     def adopt(self, entry: IndexEntry) -> None:
         self._index.put(entry)
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: str, *, gone: bool) -> None:
         self._index.delete(key)
+        if gone:
+            # The object left the bucket behind our back: its segments are referenced by
+            # nothing; the collector deletes them once the server agrees.
+            self._ledger.settle(key, None, now=time.time())
 
 
 class PlanPrinter:
@@ -154,7 +162,7 @@ class PlanPrinter:
     def adopt(self, entry: IndexEntry) -> None:
         pass
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: str, *, gone: bool) -> None:
         pass
 
     def flush(self) -> None:
@@ -171,6 +179,7 @@ class Runtime:
         self.db = Database(config.state_dir / DB_NAME)
         self.index = Index(self.db)
         self.queue = JobQueue(self.db)
+        self.ledger = SegmentLedger(self.db, config.bucket, config.large.segments_bucket)
         if not dry_run:
             _check_target(self.db, self.index, self.remote.storage_url, config.bucket)
         self.transfer = Transfer(
@@ -178,6 +187,7 @@ class Runtime:
             config.bucket,
             config.large.segments_bucket,
             self.remote.limits,
+            self.ledger,
             segment_size=config.large.segment_size,
             segment_workers=config.workers,
         )
@@ -192,6 +202,7 @@ class Runtime:
             mirror=config.delete.mode == "mirror",
             folders=config.folders,
             budget=DeleteBudget(config.delete.max_per_run, window),
+            ledger=self.ledger,
         )
         self.pool = WorkerPool(
             self.queue,
@@ -202,7 +213,7 @@ class Runtime:
             on_bad=self._on_bad,
             on_dead=stats.add_failed,
         )
-        self.sink = QueueSink(self.queue, self.index, stats, self.pool)
+        self.sink = QueueSink(self.queue, self.index, self.ledger, stats, self.pool)
 
     def _handle(self, job: Job) -> None:
         outcome = self.applier.run(job.key, job.op, job.payload)
@@ -249,13 +260,13 @@ class Runtime:
         client, config = self.remote.client, self.config
         segments = config.large.segments_bucket
         return OrphanCollector(
-            lambda: client.list_objects(segments),
-            lambda key: client.head_object(config.bucket, key) is not None,
+            self.ledger,
+            lambda prefix: list(client.list_objects(segments, prefix=prefix)),
+            lambda key: client.head_object(config.bucket, key),
             lambda name: client.delete_object(segments, name),
-            self.index.get,
             self.queue.has,
-            folders=config.folders,
             grace=config.large.orphan_grace,
+            clock=lambda: client.server_time(segments),
         ).run()
 
     def close(self) -> None:

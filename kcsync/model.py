@@ -129,9 +129,12 @@ class ObjectFacts:
     segment_size: int | None  # kcsync's own metadata for its SLOs
     is_slo: bool
     dlo_manifest: str | None  # "container/prefix" of a DLO's segments
-    mtime_raw: str | None = None  # X-Object-Meta-Mtime as stored: it named our segments
+    # X-Object-Meta-Mtime as stored: it named the segments of SLOs kcsync wrote before
+    # upload ids (found again only to retire them once replaced)
+    mtime_raw: str | None = None
     # kcsync's SLOs: MD5 of the segment MD5s at ``segment_size`` (their content identity)
     slo_digest: str | None = None
+    upload_id: str | None = None  # kcsync's SLOs: the upload whose segments it references
 
     @property
     def ours(self) -> bool:

@@ -88,7 +88,8 @@ class Sink(Protocol):
 
     def enqueue(self, key: str, op: str, payload: dict[str, object], size: int) -> None: ...
     def adopt(self, entry: IndexEntry) -> None: ...
-    def forget(self, key: str) -> None: ...
+    def forget(self, key: str, *, gone: bool) -> None:
+        """Drop the index entry; ``gone``: the object left the bucket too."""
     def flush(self) -> None:
         """Make every decision so far durable (a sink may batch them)."""
 
@@ -212,7 +213,7 @@ class Reconciler:
                 continue
             report.drift += action is not plan.Action.FORGET
             if action is plan.Action.FORGET:
-                self._sink.forget(key)
+                self._sink.forget(key, gone=remote is None)
             elif action is plan.Action.ADOPT:
                 assert entry is not None and remote is not None
                 signature = RemoteSignature(remote.hash, remote.bytes, None)

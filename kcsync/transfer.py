@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import threading
+import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -13,15 +14,17 @@ import structlog
 from kcsync.errors import FileChangedError, RemoteError, TransientRemoteError
 from kcsync.localfs import FileSlice, check_unchanged, hash_file, printable, read_small
 from kcsync.model import LocalEntry, RemoteSignature
+from kcsync.store.segments import SegmentLedger
 from kcsync.swift.client import ServerLimits, SwiftClient
 from kcsync.swift.slo import (
+    SegmentPlan,
     format_mtime_meta,
-    is_segment_of,
+    group_of,
     manifest_body,
     plan_segments,
     segment_name,
-    segment_prefix,
     slo_etag,
+    upload_id_of,
 )
 
 log = structlog.get_logger("kcsync.transfer")
@@ -67,11 +70,13 @@ class Transfer:
         container: str,
         segments_container: str,
         limits: ServerLimits,
+        ledger: SegmentLedger,
         *,
         segment_size: int,
         segment_workers: int,
     ) -> None:
         self._client = client
+        self._ledger = ledger
         self._container = container
         self._segments = segments_container
         self._limits = limits
@@ -126,13 +131,22 @@ class Transfer:
             max_segment_size=self._limits.max_file_size,
             min_segment_size=self._limits.min_segment_size,
         )
-        prefix = segment_prefix(entry.key, entry.mtime_ns, entry.size, plan.segment_size)
         self._ensure_segments_container()
-        # Segments a killed upload already sent: resumed, not sent again (§4).
-        present = {
-            e.name: (e.hash, e.bytes)
-            for e in self._client.list_objects(self._segments, prefix=prefix)
-        }
+        try:
+            return self._put_slo(entry, plan)
+        except _SpoiledGroup as exc:
+            # The resumed group holds a segment that is not this file's: never write over it
+            # (it may be what a live manifest references); start again under a new id.
+            log.warning("resumed upload does not match the file; starting afresh", group=str(exc))
+            self._ledger.retire(str(exc))
+            return self._put_slo(entry, plan)
+
+    def _put_slo(self, entry: LocalEntry, plan: SegmentPlan) -> Uploaded:
+        # The group is recorded before its first segment goes out: a run killed from here
+        # on resumes into the same names, and nothing it sent is ever anyone's guess.
+        prefix, resumed = self._ledger.begin(entry, plan.segment_size, now=time.time())
+        listed = self._client.list_objects(self._segments, prefix=prefix) if resumed else []
+        present = {e.name: (e.hash, e.bytes) for e in listed}
         # Each segment is read, hashed and sent in one pass by its own thread, as the swift
         # CLI does: no copy of a segment is held in memory, and no thread waits for a whole
         # segment to be hashed before its first byte goes out.
@@ -151,8 +165,9 @@ class Transfer:
         md5s = [md5 for md5, _ in results]
         sizes = [length for _, length in plan.ranges(entry.size)]
         sent = sum(n for _, n in results)
-        # Verify after every byte is read: a file appended to or rewritten meanwhile must not
-        # get a manifest; its segments stay for the retry (or the orphan collector).
+        # Verify after every byte is read: a file appended to, rewritten or replaced
+        # meanwhile (size, mtime, ctime or inode differ) must not get a manifest; its
+        # segments stay in their active group for the retry, which starts a new group.
         check_unchanged(entry)
         segment_names = [segment_name(prefix, i) for i in range(plan.count)]
         manifest = manifest_body(self._segments, list(zip(segment_names, md5s, sizes, strict=True)))
@@ -164,11 +179,11 @@ class Transfer:
         headers = object_headers(entry, None)
         headers["X-Object-Meta-Kcsync-Segment-Size"] = str(plan.segment_size)
         headers["X-Object-Meta-Kcsync-Slo-Etag"] = expected
+        headers["X-Object-Meta-Kcsync-Upload"] = upload_id_of(prefix) or ""
         etag = self._client.put_manifest(self._container, entry.key, manifest, headers)
         if etag and etag != expected:
             raise RemoteError(f"{entry.key}: manifest Etag {etag}, expected {expected}")
         signature = self._listing_signature(entry, len(manifest))
-        self.remove_segments(entry.key, keep_prefix=prefix)
         return Uploaded("", plan.segment_size, expected, signature, sent, prefix)
 
     def _send_segment(
@@ -179,12 +194,17 @@ class Transfer:
         length: int,
         present: dict[str, tuple[str, int]],
     ) -> tuple[str, int]:
-        """PUT one segment unless a killed upload already stored it; (md5, bytes sent)."""
+        """PUT one segment unless a killed upload already stored it; (md5, bytes sent).
+
+        Segments are written once: a stored one that does not hold this range is never
+        overwritten (_SpoiledGroup), because a manifest may already reference it.
+        """
         stored = present.get(name)
-        if stored is not None and stored[1] == length:
+        if stored is not None:
             md5 = _hash_slice(FileSlice(entry, offset, length, hashed=True))
-            if stored[0] == md5:
+            if stored == (md5, length):
                 return md5, 0
+            raise _SpoiledGroup(group_of(name) or name)
         for _ in range(SEGMENT_ATTEMPTS):
             body = FileSlice(entry, offset, length, hashed=True)
             try:
@@ -210,19 +230,19 @@ class Transfer:
         # Not listed yet (container updates can lag): the next run HEADs once and records it.
         return RemoteSignature("", -1, None)
 
-    def remove_segments(self, key: str, keep_prefix: str | None = None) -> int:
-        """Delete segments of ``key`` other than those under ``keep_prefix`` (older
-        versions, interrupted uploads). Only names in our exact layout are touched."""
+    def delete_groups(self, prefixes: list[str]) -> int:
+        """Delete the segments of groups that nothing references any more, then forget the
+        groups; how many segments went. Only names under the given prefixes are touched."""
         removed = 0
-        self._ensure_segments_container()
-        stale = [
-            e.name
-            for e in self._client.list_objects(self._segments, prefix=f"{key}/")
-            if is_segment_of(key, e.name) and not (keep_prefix and e.name.startswith(keep_prefix))
-        ]
-        for name in stale:
-            removed += self._client.delete_object(self._segments, name)
+        for prefix in prefixes:
+            for e in list(self._client.list_objects(self._segments, prefix=prefix)):
+                removed += self._client.delete_object(self._segments, e.name)
+            self._ledger.drop(prefix)
         return removed
+
+
+class _SpoiledGroup(Exception):
+    """A resumed group holds a segment that is not the file's; carries the group prefix."""
 
 
 def _hash_slice(body: FileSlice) -> str:

@@ -12,7 +12,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+_GROUPS = """
+-- Every SLO segment group kcsync wrote (DESIGN §4): recorded before its first segment
+-- is sent, so a killed upload is resumed under the same name and nothing kcsync wrote is
+-- ever collected from a guess. state: active (upload under way or resumable), live (a
+-- manifest of ours references it), retired (replaced: garbage once the server agrees).
+CREATE TABLE IF NOT EXISTS segment_groups (
+    prefix TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    segments TEXT NOT NULL,
+    state TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    segment_size INTEGER NOT NULL,
+    created REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS segment_groups_key ON segment_groups (key);
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -51,10 +72,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, not_before);
 """
+_SCHEMA += _GROUPS
 # _MIGRATIONS[v] brings a database from schema v to v + 1 (index 0 is the fresh schema).
 _MIGRATIONS = [
     _SCHEMA,
     "ALTER TABLE entries ADD COLUMN segment_prefix TEXT;",
+    _GROUPS,
 ]
 
 

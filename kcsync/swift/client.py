@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -201,6 +203,15 @@ class SwiftClient:
         resp = self.request("HEAD", container, ok=(404,))
         return resp.status_code != 404
 
+    def server_time(self, container: str) -> datetime | None:
+        """The server's clock, from the Date header of a HEAD: segment ages are judged by
+        the clock that stamped them, not by ours (which may be off by hours)."""
+        resp = self.request("HEAD", container, ok=(404,))
+        try:
+            return parsedate_to_datetime(resp.headers["Date"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def create_container(self, container: str) -> None:
         self.request("PUT", container, body=b"")
 
@@ -286,6 +297,7 @@ class SwiftClient:
             mtime=mtime_value,
             md5=h.get("X-Object-Meta-Kcsync-Md5"),
             slo_digest=h.get("X-Object-Meta-Kcsync-Slo-Etag"),
+            upload_id=h.get("X-Object-Meta-Kcsync-Upload"),
             segment_size=int(segment_size) if segment_size and segment_size.isdigit() else None,
             is_slo=h.get("X-Static-Large-Object", "").lower() == "true",
             dlo_manifest=h.get("X-Object-Manifest"),

@@ -6,9 +6,14 @@ import hashlib
 import json
 import math
 import re
+import uuid
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
+# Bucket names up to this many bytes are used as they are in segment names.
+MAX_TAG = 64
+_GROUP = re.compile(r"^([^/]+)/([0-9a-f]{32})/$")
+_SEGMENT = re.compile(r"^([^/]+/[0-9a-f]{32}/)\d{8}$")
 
 
 @dataclass(frozen=True)
@@ -76,36 +81,59 @@ def parse_mtime_ns(text: str) -> int | None:
 
 
 def format_mtime(mtime_ns: int) -> str:
-    """Float seconds with microseconds: the mtime part of segment names (the swift CLI's
-    layout). Truncated, not rounded, from the nanosecond form."""
+    """Float seconds with microseconds: the mtime part of legacy segment names (the swift
+    CLI's layout). Truncated, not rounded, from the nanosecond form."""
     return format_mtime_meta(mtime_ns)[:-3]
 
 
-def segment_prefix(name: str, mtime_ns: int, size: int, segment_size: int) -> str:
-    """Segments of one version of a file share this prefix (the swift CLI's layout).
+def bucket_tag(bucket: str) -> str:
+    """The part of a segment name that says which bucket's object it belongs to.
 
-    Deterministic from path, mtime, size and segment size, so a restarted upload finds the
-    segments it already sent, and a new version never overwrites the old one's segments
-    while the old manifest is still the visible object.
+    The bucket name itself when short (every KakaoCloud bucket name is), otherwise its MD5:
+    a segment name must fit the server's name limit whatever the bucket is called.
     """
-    return f"{name}/{format_mtime(mtime_ns)}/{size}/{segment_size}/"
+    if len(bucket.encode("utf-8")) <= MAX_TAG and "/" not in bucket:
+        return bucket
+    return hashlib.md5(bucket.encode("utf-8")).hexdigest()
+
+
+def new_upload_id() -> str:
+    """A fresh identity for one SLO upload: 128 random bits, 32 hex digits."""
+    return uuid.uuid4().hex
+
+
+def group_prefix(tag: str, upload_id: str) -> str:
+    """Where the segments of one SLO upload live: ``{bucket tag}/{upload id}/``.
+
+    Built from the upload's recorded identity, never from the file's mtime or size, so a
+    new upload can never write into the segments of the object that is live (a ``cp -p``
+    copy has the same size and mtime), and the name is at most 64 + 1 + 32 + 1 + 8 bytes
+    whatever the object is called (KakaoCloud takes names of up to 396 bytes).
+    """
+    return f"{tag}/{upload_id}/"
+
+
+def upload_id_of(prefix: str) -> str | None:
+    """The upload id in a group prefix of the layout above; None for the legacy layout."""
+    match = _GROUP.match(prefix)
+    return match.group(2) if match else None
 
 
 def segment_name(prefix: str, index: int) -> str:
     return f"{prefix}{index:08d}"
 
 
-_SEGMENT_TAIL = re.compile(r"^-?\d+(?:\.\d+)?/\d+/\d+/\d{8}$")
+def group_of(segment: str) -> str | None:
+    """The group prefix of a segment named in the upload-id layout, or None."""
+    match = _SEGMENT.match(segment)
+    return match.group(1) if match else None
 
 
-def is_segment_of(name: str, segment: str) -> bool:
-    """Whether ``segment`` is a segment of object ``name`` in the layout above.
-
-    The tail must be exactly mtime/size/segment_size/index: the segments of another object
-    whose name merely starts with ``name/`` (such as ``a/b`` for ``a``) do not match.
-    """
-    head = f"{name}/"
-    return segment.startswith(head) and bool(_SEGMENT_TAIL.match(segment[len(head) :]))
+def legacy_segment_prefix(name: str, mtime_ns: int, size: int, segment_size: int) -> str:
+    """Where kcsync before upload ids put the segments of one version of a file:
+    ``name/mtime/size/segment_size/``. Derived from the stat, so it is only ever used to
+    find the segments of an SLO written that way, never to name new ones."""
+    return f"{name}/{format_mtime(mtime_ns)}/{size}/{segment_size}/"
 
 
 def slo_etag(segment_md5s: list[str]) -> str:

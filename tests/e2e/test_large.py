@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -15,7 +16,9 @@ import pytest
 from kcsync import localfs, transfer
 from kcsync.errors import FileChangedError
 from kcsync.model import LocalEntry
-from kcsync.swift.slo import is_segment_of, slo_etag
+from kcsync.store.db import Database
+from kcsync.store.segments import SegmentLedger
+from kcsync.swift.slo import bucket_tag, group_prefix, slo_etag
 from tests.e2e.harness import REPO, Env
 from tests.faults import FaultProxy
 
@@ -23,8 +26,15 @@ pytestmark = pytest.mark.server
 SEG = 256 * 1024
 
 
+def all_segments(env: Env) -> list[str]:
+    return env.names(f"{env.bucket}_segments")
+
+
 def segments_of(env: Env, name: str) -> list[str]:
-    return [s for s in env.names(f"{env.bucket}_segments") if is_segment_of(name, s)]
+    """The segments the object's own metadata says it references."""
+    upload = env.head(name)["x-object-meta-kcsync-upload"]
+    prefix = group_prefix(bucket_tag(env.bucket), upload)
+    return [s for s in all_segments(env) if s.startswith(prefix)]
 
 
 def test_large_file_is_an_slo_readable_by_swiftclient(env: Env) -> None:
@@ -44,13 +54,16 @@ def test_large_file_is_an_slo_readable_by_swiftclient(env: Env) -> None:
     assert head["x-object-meta-kcsync-slo-etag"] == slo_etag(parts)
     assert head["x-object-meta-kcsync-segment-size"] == str(SEG)
     assert "x-object-meta-kcsync-md5" not in head
-    assert len(segments_of(env, "files/big.bin")) == 6
+    assert segments_of(env, "files/big.bin") == all_segments(env)
+    assert len(all_segments(env)) == 6
+    # Named after the bucket and the upload's own id, never the file's name or stat.
+    assert all(s.startswith(f"{env.bucket}/") for s in all_segments(env))
     assert env.names() == ["files/big.bin"]  # segments live in their own container
 
 
 def test_overwrite_removes_old_segments_and_delete_removes_the_rest(env: Env) -> None:
     env.write("keep.txt", b"so the folder is not empty (the guard would refuse)")
-    env.write("big.bin", os.urandom(3 * SEG))
+    env.write("big.bin", os.urandom(5 * SEG))
     assert env.run().code == 0
     old = segments_of(env, "files/big.bin")
     new = os.urandom(4 * SEG + 7)
@@ -60,10 +73,11 @@ def test_overwrite_removes_old_segments_and_delete_removes_the_rest(env: Env) ->
 
     assert env.download("files/big.bin") == new
     current = segments_of(env, "files/big.bin")
-    assert len(current) == 5 and not set(old) & set(current)
+    assert len(old) == 5 and len(current) == 5 and not set(old) & set(current)
+    assert all_segments(env) == current  # the old version's went once it was replaced
     (env.data / "big.bin").unlink()
     assert env.run().deleted() == ["files/big.bin"]
-    assert segments_of(env, "files/big.bin") == []
+    assert all_segments(env) == []
 
 
 def test_large_file_shrunk_below_threshold_leaves_no_segments(env: Env) -> None:
@@ -73,7 +87,7 @@ def test_large_file_shrunk_below_threshold_leaves_no_segments(env: Env) -> None:
 
     assert env.run().uploaded() == ["files/big.bin"]
     assert env.download("files/big.bin") == b"small now"
-    assert segments_of(env, "files/big.bin") == []
+    assert all_segments(env) == []
 
 
 def test_upload_killed_midway_resumes_without_resending_segments(env: Env) -> None:
@@ -96,14 +110,14 @@ def test_upload_killed_midway_resumes_without_resending_segments(env: Env) -> No
         )
         try:
             deadline = time.monotonic() + 60
-            while len(segments_of(env, "files/big.bin")) < 5:
+            while len(all_segments(env)) < 5:
                 assert proc.poll() is None, "finished before it could be killed"
                 assert time.monotonic() < deadline, "no segments appeared"
             proc.send_signal(signal.SIGKILL)
         finally:
             proc.wait()
     assert proc.returncode == -signal.SIGKILL, "finished before it could be killed"
-    sent_before = len(segments_of(env, "files/big.bin"))
+    sent_before = len(all_segments(env))
     assert "files/big.bin" not in env.names(), "a partial upload must not be visible"
 
     result = env.run(workers=1, auth=env.settings["auth"])
@@ -141,35 +155,62 @@ def test_segment_damaged_in_transit_is_sent_again(env: Env) -> None:
     assert result.requests["PUT"] == 2 + 6 + 2 + 1
 
 
-def test_file_changing_while_read_gets_no_manifest(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = env.write("grow.bin", os.urandom(6 * SEG))
-    env.conn.put_container(env.bucket)
+def in_process_transfer(env: Env, tmp: Path) -> transfer.Transfer:
+    """The uploader itself, in this process, so a test can act between its reads."""
     from kcsync.config import load_config
     from kcsync.daemon import make_remote
 
+    env.conn.put_container(env.bucket)
     config = load_config(env.configure())
     remote = make_remote(config)
-    xfer = transfer.Transfer(
+    ledger = SegmentLedger(Database(tmp / "ledger.db"), env.bucket, f"{env.bucket}_segments")
+    return transfer.Transfer(
         remote.client,
         env.bucket,
         f"{env.bucket}_segments",
         remote.limits,
+        ledger,
         segment_size=SEG,
         segment_workers=2,
     )
-    st = path.stat()
-    entry = LocalEntry("files/grow.bin", str(path), st.st_size, st.st_mtime_ns, st.st_ino, 0)
-    real_open = localfs.open_file
 
-    def open_then_append(e: LocalEntry):  # type: ignore[no-untyped-def]
+
+def entry_of(path: Path, key: str) -> LocalEntry:
+    st = path.stat()
+    return LocalEntry(key, str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def replace_same_size_same_mtime(path: Path) -> None:
+    """What `cp -p` or `rsync -t` of another version does: new bytes, same size and mtime."""
+    st = path.stat()
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_bytes(os.urandom(st.st_size))
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp, path)
+
+
+@pytest.mark.parametrize("change", ["append", "replace-same-size-same-mtime"])
+def test_file_changing_while_read_gets_no_manifest(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    path = env.write("grow.bin", os.urandom(6 * SEG))
+    xfer = in_process_transfer(env, tmp_path)
+    entry = entry_of(path, "files/grow.bin")
+    real_open = localfs.open_file
+    changed: list[bool] = []
+
+    def open_then_change(e: LocalEntry):  # type: ignore[no-untyped-def]
         handle = real_open(e)
-        with open(path, "ab") as f:  # another process appends while we read
-            f.write(b"more")
+        if not changed:  # another process changes the file while we read it
+            changed.append(True)
+            if change == "append":
+                with open(path, "ab") as f:
+                    f.write(b"more")
+            else:
+                replace_same_size_same_mtime(path)
         return handle
 
-    monkeypatch.setattr(localfs, "open_file", open_then_append)
+    monkeypatch.setattr(localfs, "open_file", open_then_change)
     try:
         with pytest.raises(FileChangedError):
             xfer.put_slo(entry)
@@ -178,38 +219,41 @@ def test_file_changing_while_read_gets_no_manifest(
     assert "files/grow.bin" not in env.names()
 
     # The next run sends the file as it is now.
+    monkeypatch.undo()
     result = env.run()
     assert result.code == 0, result.stderr
     assert env.download("files/grow.bin") == path.read_bytes()
 
 
-def test_orphaned_segments_are_collected_and_live_ones_kept(env: Env) -> None:
+def test_orphaned_segments_are_collected_and_live_and_foreign_ones_kept(env: Env) -> None:
     env.write("keep.txt", b"k")
     live = env.write("live.bin", os.urandom(5 * SEG))
     env.write("gone.bin", os.urandom(5 * SEG))
     assert env.run().code == 0
     live_segments = segments_of(env, "files/live.bin")
-    # Orphans as a killed upload leaves them: segments of an older version of live.bin,
-    # and of gone.bin, whose file and manifest then disappear.
-    segs = f"{env.bucket}_segments"
-    stale = "files/live.bin/1000.000000/5/1/00000000"
-    env.conn.put_object(segs, stale, b"x")
-    env.conn.delete_object(env.bucket, "files/gone.bin")  # plain delete: segments stay
-    (env.data / "gone.bin").unlink()
     gone_segments = segments_of(env, "files/gone.bin")
-    assert len(gone_segments) == 5
+    # Segments kcsync never recorded: another tool's, or another kcsync's sharing the
+    # container. Their names prove nothing, so they are never collected.
+    segs = f"{env.bucket}_segments"
+    foreign = [f"{env.bucket}/{'ab' * 16}/00000000", "files/live.bin/1000.000000/5/1/00000000"]
+    for name in foreign:
+        env.conn.put_object(segs, name, b"x")
+    # gone.bin's manifest is deleted by another tool (a plain delete leaves the segments),
+    # and its file goes too.
+    env.conn.delete_object(env.bucket, "files/gone.bin")
+    (env.data / "gone.bin").unlink()
     # A touched SLO: same content, new mtime. Its live segments must not look stale.
     os.utime(live, ns=(live.stat().st_atime_ns, live.stat().st_mtime_ns + 10**9))
 
     kept = env.run()  # the default grace period (1 h) protects recent segments
     assert kept.code == 0, kept.stderr
-    assert stale in env.names(segs) and segments_of(env, "files/gone.bin") == gone_segments
+    assert set(gone_segments) <= set(all_segments(env))
 
     collected = env.run(
         large_objects={"threshold": "1MiB", "segment_size": "256KiB", "orphan_grace": "0s"}
     )
 
     assert collected.code == 0, collected.stderr
-    assert segments_of(env, "files/gone.bin") == []
-    assert segments_of(env, "files/live.bin") == live_segments  # stale one gone, live kept
+    assert sorted(all_segments(env)) == sorted(live_segments + foreign)
+    assert segments_of(env, "files/live.bin") == live_segments
     assert env.download("files/live.bin") == live.read_bytes()

@@ -1,105 +1,96 @@
+"""orphans.py: which retired segment groups may go, judged from facts passed in."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from kcsync.config import FolderConfig
-from kcsync.model import IndexEntry, RemoteEntry, RemoteSignature
-from kcsync.orphans import Verdict, judge, owner, parse_last_modified
+from kcsync.model import ObjectFacts, RemoteEntry
+from kcsync.orphans import Verdict, judge, parse_last_modified, references
+from kcsync.store.segments import RETIRED, Group
+from kcsync.swift.slo import group_prefix, segment_name, slo_etag
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-FOLDERS = (FolderConfig(Path("/data"), "files/", ()),)
-LIVE = "files/a.bin/1700000000.000000/100/10/"
+UID = "0123456789abcdef0123456789abcdef"
+OTHER = "fedcba9876543210fedcba9876543210"
+PREFIX = group_prefix("b", UID)
+GROUP = Group(PREFIX, "files/a.bin", "b", "b_segments", RETIRED)
 
 
-def entry(segment_size: int = 10, prefix: str | None = LIVE) -> IndexEntry:
-    return IndexEntry(
-        "files/a.bin",
-        100,
-        1,
-        1,
-        1,
-        "m",
-        segment_size,
-        None,
-        RemoteSignature("h", 1, None),
-        segment_prefix=prefix,
+def segs(age: float = 7200, n: int = 3) -> list[RemoteEntry]:
+    when = (NOW - timedelta(seconds=age)).replace(tzinfo=None).isoformat()
+    return [RemoteEntry(segment_name(PREFIX, i), f"{i:032x}", 10, when) for i in range(n)]
+
+
+GROUP_ETAG = slo_etag([s.hash for s in segs()])
+
+
+def slo(etag: str = "e" * 32, upload_id: str | None = None, is_slo: bool = True) -> ObjectFacts:
+    return ObjectFacts(
+        size=30,
+        etag=etag,
+        mtime=1.0,
+        md5=None,
+        segment_size=10,
+        is_slo=is_slo,
+        dlo_manifest=None,
+        slo_digest=etag,
+        upload_id=upload_id,
     )
 
 
-def seg(name: str, age: float = 7200) -> RemoteEntry:
-    when = (NOW - timedelta(seconds=age)).replace(tzinfo=None).isoformat()
-    return RemoteEntry(name, "h", 10, when)
-
-
 @pytest.mark.parametrize(
-    ("segment", "key", "index", "busy", "expected"),
+    ("segments", "facts", "busy", "expected"),
     [
-        (seg(LIVE + "00000001"), "files/a.bin", entry(), False, Verdict.KEEP),
-        (
-            seg("files/a.bin/1.000000/100/10/00000001"),
-            "files/a.bin",
-            entry(),
-            False,
-            Verdict.DELETE,
-        ),
-        (seg("files/a.bin/1.000000/100/10/00000001"), "files/a.bin", entry(), True, Verdict.KEEP),
-        (
-            seg("files/a.bin/1.000000/100/10/00000001", age=60),
-            "files/a.bin",
-            entry(),
-            False,
-            Verdict.KEEP,
-        ),
-        (
-            seg("files/a.bin/1.000000/100/10/00000001"),
-            "files/a.bin",
-            entry(prefix=None),
-            False,
-            Verdict.KEEP,
-        ),
-        (
-            seg("files/a.bin/1.000000/100/10/00000001"),
-            "files/a.bin",
-            entry(segment_size=0),
-            False,
-            Verdict.DELETE,
-        ),
-        (seg("files/a.bin/1.000000/100/10/00000001"), "files/a.bin", None, False, Verdict.ASK),
-        (seg("other/a.bin/1.000000/100/10/00000001"), "other/a.bin", None, False, Verdict.KEEP),
+        (segs(), None, False, Verdict.DELETE),
+        (segs(), slo(), False, Verdict.DELETE),
+        (segs(), slo(upload_id=OTHER), False, Verdict.DELETE),
+        (segs(), slo(is_slo=False), False, Verdict.DELETE),
+        (segs(), slo(upload_id=UID), False, Verdict.LIVE),
+        (segs(), slo(etag=GROUP_ETAG), False, Verdict.KEEP),
+        (segs(), slo(etag=GROUP_ETAG, upload_id=OTHER), False, Verdict.KEEP),
+        (segs(age=60), None, False, Verdict.KEEP),
+        (segs()[:2] + segs(age=60)[2:], None, False, Verdict.KEEP),
+        (segs(), None, True, Verdict.KEEP),
+        ([], None, False, Verdict.GONE),
     ],
     ids=[
-        "live-version",
-        "older-version",
-        "job-running",
-        "younger-than-grace",
-        "foreign-slo-prefix-unknown",
+        "object-gone",
+        "object-references-another-manifest",
+        "object-names-another-upload",
         "object-now-plain",
-        "no-index-entry-ask-the-bucket",
-        "outside-our-prefixes",
+        "object-names-this-upload",
+        "metadata-replaced-but-etag-is-this-groups",
+        "etag-is-this-groups-whatever-the-metadata",
+        "younger-than-grace",
+        "one-segment-younger-than-grace",
+        "upload-of-the-object-queued-or-running",
+        "no-segments-left",
     ],
 )
 def test_judge(
-    segment: RemoteEntry, key: str, index: IndexEntry | None, busy: bool, expected: Verdict
+    segments: list[RemoteEntry], facts: ObjectFacts | None, busy: bool, expected: Verdict
 ) -> None:
-    assert judge(segment, key, index, busy=busy, now=NOW, grace=3600, folders=FOLDERS) is expected
+    assert judge(GROUP, segments, lambda: facts, busy=busy, now=NOW, grace=3600) is expected
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("files/a.bin/1700000000.000000/100/10/00000001", "files/a.bin"),
-        ("files/a/b/1700000000.5/100/10/00000001", "files/a/b"),
-        ("files/a.bin/-5.000000/100/10/00000001", "files/a.bin"),
-        ("files/a.bin/not-a-segment", None),
-        ("files/a.bin/1/2/3/4", None),
-    ],
-    ids=["plain", "nested-name", "pre-1970", "not-ours", "index-not-8-digits"],
-)
-def test_owner(name: str, expected: str | None) -> None:
-    assert owner(name) == expected
+def test_judge_asks_the_server_only_when_the_cheap_rules_allow_a_delete() -> None:
+    asked: list[int] = []
+
+    def head() -> ObjectFacts | None:
+        asked.append(1)
+        return None
+
+    for kwargs in ({"busy": True}, {"busy": False, "grace": 10**6}):
+        judge(GROUP, segs(), head, now=NOW, **{"grace": 3600, **kwargs})  # type: ignore[arg-type]
+    assert asked == []
+
+
+def test_references_compares_segments_in_name_order() -> None:
+    shuffled = list(reversed(segs()))
+    assert references(PREFIX, shuffled, slo(etag=GROUP_ETAG))
+    assert not references(PREFIX, segs(n=2), slo(etag=GROUP_ETAG))
 
 
 @pytest.mark.parametrize(

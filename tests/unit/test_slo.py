@@ -13,13 +13,17 @@ from kcsync.swift.slo import (
     MIB,
     SegmentationError,
     SegmentPlan,
+    bucket_tag,
     format_mtime,
-    is_segment_of,
+    group_of,
+    group_prefix,
+    legacy_segment_prefix,
     manifest_body,
+    new_upload_id,
     plan_segments,
     segment_name,
-    segment_prefix,
     slo_etag,
+    upload_id_of,
 )
 
 GIB = 1024 * MIB
@@ -132,73 +136,68 @@ def test_format_mtime(mtime_ns, text):
     assert float(format_mtime(mtime_ns)) == pytest.approx(mtime_ns / 1e9, abs=1e-6)
 
 
-def test_segment_prefix_and_name():
-    prefix = segment_prefix("photos/a.jpg", 1_700_000_000_500_000_000, 100, 10)
-    assert prefix == "photos/a.jpg/1700000000.500000/100/10/"
-    assert segment_name(prefix, 3) == "photos/a.jpg/1700000000.500000/100/10/00000003"
-    assert segment_name(prefix, 12345678) == prefix + "12345678"
+UID = "0123456789abcdef0123456789abcdef"
+
+
+def test_group_prefix_and_segment_names():
+    prefix = group_prefix("photos", UID)
+    assert prefix == f"photos/{UID}/"
+    assert segment_name(prefix, 3) == f"photos/{UID}/00000003"
+    assert group_of(segment_name(prefix, 99_999_999)) == prefix
+    assert upload_id_of(prefix) == UID
+
+
+def test_upload_ids_are_fresh_and_well_formed():
+    ids = {new_upload_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(upload_id_of(group_prefix("b", i)) == i for i in ids)
 
 
 @pytest.mark.parametrize(
-    ("changed", "value"),
-    [("mtime_ns", 1_700_000_001_000_000_000), ("size", 101), ("segment_size", 20)],
-    ids=["mtime", "size", "segment-size"],
-)
-def test_segment_prefix_differs_per_version(changed, value):
-    base = {"mtime_ns": 1_700_000_000_000_000_000, "size": 100, "segment_size": 10}
-    other = {**base, changed: value}
-    assert segment_prefix("a", **base) != segment_prefix("a", **other)
-
-
-@pytest.mark.parametrize(
-    ("name", "segment", "expected"),
+    ("bucket", "tag"),
     [
-        ("a", "a/1700000000.500000/100/10/00000000", True),
-        ("a", "a/1700000000/100/10/00000007", True),
-        ("dir/é.jpg", "dir/é.jpg/1.000000/5/1/00000004", True),
-        ("a", "a/b/1700000000.500000/100/10/00000000", False),
-        ("a", "ab/1700000000.500000/100/10/00000000", False),
-        ("a", "a/1700000000.500000/100/10/0000000", False),
-        ("a", "a/1700000000.500000/100/10/000000001", False),
-        ("a", "a/1700000000.500000/100/00000000", False),
-        ("a", "a/x.5/100/10/00000000", False),
-        ("a", "a/1.5/100/10/00000000/", False),
-        ("a/b", "a/1700000000.500000/100/10/00000000", False),
+        ("photos", "photos"),
+        ("x" * 64, "x" * 64),
+        ("x" * 65, hashlib.md5(b"x" * 65).hexdigest()),
+        ("사진" * 11, hashlib.md5(("사진" * 11).encode()).hexdigest()),
+    ],
+    ids=["short", "at-limit", "long-hashed", "long-in-bytes-hashed"],
+)
+def test_bucket_tag_keeps_segment_names_short(bucket, tag):
+    assert bucket_tag(bucket) == tag
+    name = segment_name(group_prefix(bucket_tag(bucket), UID), 0)
+    assert len(name.encode()) <= 64 + 1 + 32 + 1 + 8
+
+
+@pytest.mark.parametrize(
+    ("name", "group"),
+    [
+        (f"b/{UID}/00000000", f"b/{UID}/"),
+        (f"b/{UID}/0000000", None),
+        (f"b/{UID}/000000001", None),
+        (f"b/{UID[:-1]}/00000000", None),
+        (f"b/{UID.upper()}/00000000", None),
+        (f"a/b/{UID}/00000000", None),
+        ("photos/a.jpg/1700000000.500000/100/10/00000003", None),
     ],
     ids=[
-        "own-segment",
-        "integer-mtime",
-        "unicode-name",
-        "segment-of-child-object",
-        "segment-of-sibling-with-same-start",
+        "own",
         "short-index",
         "long-index",
-        "missing-field",
-        "non-numeric-mtime",
-        "trailing-slash",
-        "name-longer-than-segment-owner",
+        "short-id",
+        "upper-case-id",
+        "nested",
+        "legacy-layout",
     ],
 )
-def test_is_segment_of(name, segment, expected):
-    assert is_segment_of(name, segment) is expected
+def test_group_of(name, group):
+    assert group_of(name) == group
 
 
-@pytest.mark.parametrize(
-    ("name", "mtime_ns"),
-    [
-        ("a", 1_700_000_000_123_456_789),
-        ("dir/sub/file.bin", 0),
-        ("가/😀.mov", 1_234_567_890_000_001_000),
-        ("old.tar", -1_500_000_000),
-    ],
-    ids=["plain", "nested-epoch", "unicode", "pre-1970"],
-)
-def test_is_segment_of_recognises_every_generated_name(name, mtime_ns):
-    prefix = segment_prefix(name, mtime_ns, 10_000, 1000)
-    for index in (0, 9, 99_999_999):
-        assert is_segment_of(name, segment_name(prefix, index))
-    # Not the segments of an object whose name extends this one.
-    assert not is_segment_of(name + "x", segment_name(prefix, 0))
+def test_legacy_prefix_is_the_layout_before_upload_ids():
+    prefix = legacy_segment_prefix("photos/a.jpg", 1_700_000_000_500_000_000, 100, 10)
+    assert prefix == "photos/a.jpg/1700000000.500000/100/10/"
+    assert upload_id_of(prefix) is None
 
 
 @pytest.mark.parametrize(
