@@ -21,7 +21,7 @@ import structlog
 
 from kcsync.errors import AuthError, NotFoundError, RemoteError, TransientRemoteError
 from kcsync.model import ObjectFacts, RemoteEntry
-from kcsync.swift.auth import Authenticator
+from kcsync.swift.auth import Authenticator, redirect_error
 from kcsync.swift.retry import RETRY_STATUSES, Backoff, retry_after
 
 log = structlog.get_logger("kcsync.swift")
@@ -163,6 +163,9 @@ class SwiftClient:
                     headers=all_headers,
                     data=body,  # type: ignore[arg-type]  # a memoryview is sent as is
                     timeout=self._timeout,
+                    # Following would resend X-Auth-Token to the Location's host: a 3xx
+                    # becomes an error instead (auth.redirect_error says why).
+                    allow_redirects=False,
                 )
             except requests.RequestException as exc:
                 error: RemoteError = TransientRemoteError(f"{method} {target}: {exc}")
@@ -394,6 +397,8 @@ def _error_for(method: str, url: str, resp: requests.Response) -> RemoteError:
     status = resp.status_code
     detail = resp.text[:200].strip() if method != "HEAD" else ""
     message = f"{method} {url}: {status} {resp.reason}" + (f": {detail}" if detail else "")
+    if 300 <= status < 400:
+        return redirect_error(f"{method} {url}", resp)
     if status in RETRY_STATUSES:
         return TransientRemoteError(message, status)
     if status == 401:

@@ -1,0 +1,147 @@
+"""Credentials stay where they belong: no redirect carries them elsewhere, every token is masked
+in the logs, and an unreadable /info does not stop the start.
+
+Redirects and 401s come from real servers on loopback (tests/redirects.py, tests/fake_iam.py,
+and a real Swift or RGW behind tests/faults.py); nothing in kcsync's HTTP layer is mocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from kcsync.config import KakaoAuth, TokenAuth, V1Auth
+from kcsync.errors import EXIT_AUTH, RemoteError
+from kcsync.swift.auth import Authenticator
+from kcsync.swift.client import SwiftClient
+from kcsync.swift.session import Session
+from tests.fake_iam import FakeIam
+from tests.redirects import Recorder
+
+KEY_ID = "0a1b2c3d4e5f40718293a4b5c6d7e8f9"
+SECRET = "s3cr3t-Application-Credential"
+V1_KEY = "v1-key-that-must-stay-home"
+TOKEN = "AUTH_tk-fixed-token-0123456789"
+T0 = 1_800_000_000.0
+REDIRECTS = [301, 302, 303, 307, 308]
+
+
+class FakeClock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    """kcsync's own session, as the daemon builds it."""
+    with Session(verify=True, pool_size=4) as s:
+        yield s
+
+
+def kakao(identity_url: str, storage_url: str | None = None) -> KakaoAuth:
+    return KakaoAuth(
+        region="kr-central-2",
+        access_key_id=KEY_ID,
+        secret=SECRET,
+        identity_url=identity_url,
+        storage_url=storage_url,
+    )
+
+
+def token_auth(storage_url: str) -> TokenAuth:
+    return TokenAuth(token=TOKEN, storage_url=storage_url)
+
+
+def assert_redirect_error(error: RemoteError, status: int, location: str) -> None:
+    assert type(error) is RemoteError  # neither "credentials refused" nor "try again"
+    assert error.status == status
+    assert error.exit_code != EXIT_AUTH
+    assert location in str(error)
+    assert SECRET not in str(error) and V1_KEY not in str(error) and TOKEN not in str(error)
+
+
+# -- no redirect is followed with credentials ------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", REDIRECTS)
+def test_redirected_kakao_post_never_delivers_the_secret(
+    session: requests.Session, status: int
+) -> None:
+    # The target is a working IAM: following the redirect would have succeeded, secret and all.
+    with FakeIam({KEY_ID: SECRET}) as iam:
+        location = f"{iam.url}/auth/tokens"
+        with Recorder([(status, {"Location": location})]) as hop:
+            auth = Authenticator(kakao(f"{hop.url}/identity/v3"), session)
+            with pytest.raises(RemoteError) as caught:
+                auth.credentials()
+            assert [r.method for r in hop.requests] == ["POST"]  # asked once, not retried
+        assert iam.requests == []
+    assert_redirect_error(caught.value, status, location)
+
+
+@pytest.mark.parametrize("status", REDIRECTS)
+def test_redirected_v1_auth_never_delivers_the_key(session: requests.Session, status: int) -> None:
+    with Recorder() as target:
+        location = f"{target.url}/auth/v1.0"
+        with Recorder([(status, {"Location": location})]) as hop:
+            auth = Authenticator(V1Auth(url=f"{hop.url}/auth/v1.0", user="u", key=V1_KEY), session)
+            with pytest.raises(RemoteError) as caught:
+                auth.credentials()
+            assert len(hop.requests) == 1 and hop.requests[0].carries(V1_KEY)
+        assert target.requests == []
+    assert_redirect_error(caught.value, status, location)
+
+
+def test_auth_3xx_without_location_is_not_a_refusal(session: requests.Session) -> None:
+    with Recorder([(300, {})]) as hop:
+        auth = Authenticator(V1Auth(url=f"{hop.url}/auth/v1.0", user="u", key=V1_KEY), session)
+        with pytest.raises(RemoteError) as caught:
+            auth.credentials()
+    assert_redirect_error(caught.value, 300, "(no Location header)")
+
+
+STORAGE_CALLS = {
+    "HEAD object": lambda c: c.head_object("bucket", "photo.jpg"),
+    "PUT object": lambda c: c.put_object("bucket", "photo.jpg", b"data", etag=None, headers={}),
+    "GET listing": lambda c: list(c.list_objects("bucket")),
+    "DELETE object": lambda c: c.delete_object("bucket", "photo.jpg"),
+}
+
+
+@pytest.mark.parametrize("status", REDIRECTS)
+@pytest.mark.parametrize("call", list(STORAGE_CALLS))
+def test_storage_redirect_does_not_resend_the_token(
+    session: requests.Session, status: int, call: str
+) -> None:
+    with Recorder() as target:
+        location = f"{target.url}/v1/AUTH_x/bucket/photo.jpg"
+        with Recorder([(status, {"Location": location})]) as hop:
+            auth = Authenticator(token_auth(f"{hop.url}/v1/AUTH_x"), session)
+            client = SwiftClient(auth, session, timeout=10, sleep=lambda s: None)
+            with pytest.raises(RemoteError) as caught:
+                STORAGE_CALLS[call](client)
+            assert len(hop.requests) == 1 and hop.requests[0].carries(TOKEN)
+        assert target.requests == []
+    assert client.request_count == 1  # a redirect is final: no retry, no re-authentication
+    assert_redirect_error(caught.value, status, location)
+
+
+@pytest.mark.parametrize("status", REDIRECTS)
+def test_session_never_follows_even_when_a_caller_forgets(
+    session: requests.Session, status: int
+) -> None:
+    # The second line of defence: a future call without allow_redirects=False gets the 3xx
+    # back as its answer, and nothing reaches the new host.
+    with Recorder() as target:
+        with Recorder([(status, {"Location": f"{target.url}/elsewhere"})]) as hop:
+            resp = session.post(
+                f"{hop.url}/v1/AUTH_x", data=SECRET, headers={"X-Auth-Token": TOKEN}, timeout=10
+            )
+            assert len(hop.requests) == 1
+        assert target.requests == []
+    assert resp.status_code == status and resp.history == []
