@@ -62,8 +62,7 @@ def make_remote(config: Config) -> Remote:
     client = SwiftClient(
         auth, session, timeout=config.retry.timeout, attempts=config.retry.request_attempts
     )
-    creds = auth.credentials()
-    redactor.register(creds.token)
+    creds = auth.credentials()  # the Authenticator registers every token with the redactor
     return Remote(client=client, limits=client.limits(), storage_url=creds.storage_url)
 
 

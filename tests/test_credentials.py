@@ -7,13 +7,17 @@ and a real Swift or RGW behind tests/faults.py); nothing in kcsync's HTTP layer 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import pytest
 import requests
+import structlog
 
+from kcsync import logs
 from kcsync.config import KakaoAuth, TokenAuth, V1Auth
 from kcsync.errors import EXIT_AUTH, RemoteError
+from kcsync.logs import Redactor
 from kcsync.swift.auth import Authenticator
 from kcsync.swift.client import SwiftClient
 from kcsync.swift.session import Session
@@ -145,3 +149,65 @@ def test_session_never_follows_even_when_a_caller_forgets(
             assert len(hop.requests) == 1
         assert target.requests == []
     assert resp.status_code == status and resp.history == []
+
+
+# -- every token is registered with the log redactor ---------------------------------------------
+
+
+def test_every_token_obtained_reaches_the_registrar(session: requests.Session) -> None:
+    clock = FakeClock()
+    registered: list[str] = []
+    with FakeIam({KEY_ID: SECRET}, lifetime=3600, clock=clock) as iam:
+        auth = Authenticator(kakao(iam.url), session, clock=clock, on_token=registered.append)
+        auth.credentials()
+        auth.credentials()  # cached: nothing new to register
+        clock.now = T0 + 3600 - 300  # inside the refresh margin
+        auth.credentials()
+        auth.invalidate(auth.credentials().token)  # what a 401 does
+        auth.credentials()
+        issued = [t.token for t in iam.tokens]
+    assert len(issued) == 3
+    assert registered == issued
+
+
+@pytest.fixture
+def log_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """JSON log lines into a buffer, through a fresh module redactor (nothing registered yet)."""
+    monkeypatch.setattr(logs, "redactor", Redactor())
+    stream = io.StringIO()
+    logs.configure("json", "info", stream=stream)
+    yield stream
+    structlog.reset_defaults()
+
+
+def test_token_refreshed_before_expiry_is_masked_in_logs(
+    session: requests.Session, log_stream: io.StringIO
+) -> None:
+    clock = FakeClock()
+    with FakeIam({KEY_ID: SECRET}, lifetime=3600, clock=clock) as iam:
+        auth = Authenticator(kakao(iam.url), session, clock=clock)  # the real default registrar
+        first = auth.credentials().token
+        clock.now = T0 + 3600 - 300
+        second = auth.credentials().token
+        assert iam.post_count == 2 and second != first
+    log = structlog.get_logger("kcsync.test")
+    log.warning("request failed", error=f"proxy echoed X-Auth-Token: {second}")
+    log.warning(f"old {first} new {second}")
+    out = log_stream.getvalue()
+    assert first not in out and second not in out
+    assert out.count(logs.MASK) == 3
+
+
+def test_token_from_reauthentication_after_401_is_masked_in_logs(
+    session: requests.Session, log_stream: io.StringIO
+) -> None:
+    # The storage server refuses the first token once; the client re-authenticates.
+    with FakeIam({KEY_ID: SECRET}) as iam, Recorder([(401, {}), (204, {})]) as storage:
+        auth = Authenticator(kakao(iam.url, storage_url=f"{storage.url}/v1/AUTH_x"), session)
+        client = SwiftClient(auth, session, timeout=10, sleep=lambda s: None)
+        assert client.container_exists("bucket")
+        first, second = (t.token for t in iam.tokens)
+        assert [r.headers["x-auth-token"] for r in storage.requests] == [first, second]
+    structlog.get_logger("kcsync.test").error("upload failed", error=f"token {second} expired")
+    out = log_stream.getvalue()
+    assert second not in out and logs.MASK in out

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import requests
 
+from kcsync import logs
 from kcsync.config import AuthConfig, KakaoAuth, TokenAuth, V1Auth
 from kcsync.errors import AuthError, RemoteError, TransientRemoteError
 
@@ -45,11 +46,15 @@ class Authenticator:
         *,
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        on_token: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_token`` is told every token this Authenticator obtains, before anyone can
+        use (and log) it; by default it goes to the log redactor."""
         self._config = config
         self._session = session
         self._timeout = timeout
         self._clock = clock
+        self._on_token = on_token or _mask_in_logs
         self._lock = threading.Lock()
         self._current: Credentials | None = None
 
@@ -57,7 +62,11 @@ class Authenticator:
         with self._lock:
             creds = self._current
             if creds is None or self._expiring(creds):
-                creds = self._current = self._authenticate()
+                creds = self._authenticate()
+                # Here and nowhere else: refreshes and re-authentications after a 401 pass
+                # through this line too, so no later token escapes the log redactor.
+                self._on_token(creds.token)
+                self._current = creds
             return creds
 
     def invalidate(self, token: str) -> None:
@@ -132,6 +141,11 @@ class Authenticator:
         return Credentials(
             token=token, storage_url=storage_url, expires_at=expires_at, issued_at=self._clock()
         )
+
+
+def _mask_in_logs(token: str) -> None:
+    # Looked up at call time, so a test that swaps in its own redactor gets the tokens.
+    logs.redactor.register(token)
 
 
 def redirect_error(what: str, resp: requests.Response) -> RemoteError:
