@@ -8,20 +8,26 @@ and a real Swift or RGW behind tests/faults.py); nothing in kcsync's HTTP layer 
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 import structlog
+from structlog.testing import capture_logs
 
 from kcsync import logs
-from kcsync.config import KakaoAuth, TokenAuth, V1Auth
-from kcsync.errors import EXIT_AUTH, RemoteError
+from kcsync.config import Config, KakaoAuth, TokenAuth, V1Auth, parse_config
+from kcsync.daemon import make_remote
+from kcsync.errors import EXIT_AUTH, AuthError, RemoteError, TransientRemoteError
 from kcsync.logs import Redactor
 from kcsync.swift.auth import Authenticator
-from kcsync.swift.client import SwiftClient
+from kcsync.swift.client import ServerLimits, SwiftClient, info_url
 from kcsync.swift.session import Session
+from tests.conftest import Backend
 from tests.fake_iam import FakeIam
+from tests.faults import FaultProxy
 from tests.redirects import Recorder
 
 KEY_ID = "0a1b2c3d4e5f40718293a4b5c6d7e8f9"
@@ -211,3 +217,70 @@ def test_token_from_reauthentication_after_401_is_masked_in_logs(
     structlog.get_logger("kcsync.test").error("upload failed", error=f"token {second} expired")
     out = log_stream.getvalue()
     assert second not in out and logs.MASK in out
+
+
+# -- /info that cannot be read does not stop the start ---------------------------------------------
+
+
+def token_config(tmp_path: Path, token: str, storage_url: str, attempts: int) -> Config:
+    data = {
+        "auth": {"method": "token", "token": token, "storage_url": storage_url},
+        "bucket": f"kc-{uuid.uuid4().hex[:12]}",
+        "folders": [{"path": str(tmp_path)}],
+        "state_dir": str(tmp_path / "state"),
+        "retry": {"request_attempts": attempts},
+    }
+    return parse_config(data, source=tmp_path / "kcsync.yaml", environ={})
+
+
+INFO_FAULTS = {
+    # id: (status, how many requests fail, /info read in the end, fates seen by the proxy)
+    "401-then-ok": (401, 1, True, ["answered 401", "forwarded"]),
+    "401-always": (401, 99, False, ["answered 401", "answered 401"]),
+    "403": (403, 99, False, ["answered 403"]),
+    "503-then-ok": (503, 2, True, ["answered 503", "answered 503", "forwarded"]),
+    "503-always": (503, 99, False, ["answered 503"] * 3),
+}
+
+
+@pytest.mark.parametrize("fault", list(INFO_FAULTS))
+def test_info_failures_do_not_stop_the_start(backend: Backend, tmp_path: Path, fault: str) -> None:
+    status, count, readable, fates = INFO_FAULTS[fault]
+    token, storage_url = backend.token()
+    real = ServerLimits.from_info(requests.get(info_url(storage_url), timeout=10).json())
+    with FaultProxy(storage_url, fail_first=count, fail_status=status, retry_after="0") as proxy:
+        config = token_config(tmp_path, token, proxy.proxied(storage_url), attempts=3)
+        with capture_logs() as events:
+            remote = make_remote(config)
+    # Read once the proxy has stopped: it records a request after answering it.
+    assert [s.fate for s in proxy.seen] == fates
+    assert all(s.target.endswith("/info") for s in proxy.seen)
+    warnings = [e for e in events if e["event"].startswith("cannot read /info")]
+    if readable:
+        assert remote.limits == real
+        assert warnings == []
+    else:
+        assert remote.limits == ServerLimits()
+        assert len(warnings) == 1 and str(status) in warnings[0]["error"]
+        assert token not in str(warnings[0])
+
+
+def test_info_that_is_not_json_gives_default_limits(session: requests.Session) -> None:
+    with Recorder([(200, {"Content-Type": "text/html"})], body=b"<html>portal</html>") as server:
+        auth = Authenticator(token_auth(f"{server.url}/v1/AUTH_x"), session)
+        client = SwiftClient(auth, session, timeout=10, sleep=lambda s: None)
+        with capture_logs() as events:
+            assert client.limits() == ServerLimits()
+        assert [r.path for r in server.requests] == ["/info"]
+    assert [e["log_level"] for e in events] == ["warning"]
+
+
+def test_refused_credentials_still_stop_the_start(session: requests.Session) -> None:
+    # Only /info is forgiven: the auth endpoint's own refusal keeps exit 77.
+    with FakeIam({KEY_ID: "another-secret"}) as iam:
+        auth = Authenticator(kakao(iam.url), session)
+        client = SwiftClient(auth, session, timeout=10, sleep=lambda s: None)
+        with pytest.raises(AuthError) as caught:
+            client.limits()
+    assert caught.value.exit_code == EXIT_AUTH
+    assert not isinstance(caught.value, TransientRemoteError)

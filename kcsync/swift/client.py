@@ -192,12 +192,22 @@ class SwiftClient:
     # -- account and container --------------------------------------------------------------
 
     def limits(self) -> ServerLimits:
-        creds = self._auth.credentials()
+        """What /info says, or Swift's defaults when it cannot be read.
+
+        The GET goes through ``request`` like any other: a 401 re-authenticates once, 5xx
+        and connection errors are retried. Whatever is left is not fatal: /info only tunes
+        segment sizes and listing pages, and the defaults work on every server seen so far
+        (a short listing page never ends a listing). Were the credentials themselves refused
+        on a re-authentication here, the next request meets the same refusal and stops the
+        start with exit 77, so swallowing it costs nothing.
+        """
+        url = info_url(self._auth.credentials().storage_url)
         try:
-            resp = self.request("GET", url=info_url(creds.storage_url))
-            return ServerLimits.from_info(resp.json())
-        except (NotFoundError, ValueError):
-            log.warning("no /info on the server; using Swift's default limits")
+            return ServerLimits.from_info(self.request("GET", url=url).json())
+        except (RemoteError, ValueError, TypeError, AttributeError) as exc:
+            # ValueError: not JSON or a non-numeric limit; TypeError/AttributeError: JSON of
+            # another shape than an object of objects.
+            log.warning("cannot read /info; using Swift's default limits", error=str(exc))
             return ServerLimits()
 
     def container_exists(self, container: str) -> bool:
