@@ -63,8 +63,7 @@ def make_remote(config: Config) -> Remote:
     client = SwiftClient(
         auth, session, timeout=config.retry.timeout, attempts=config.retry.request_attempts
     )
-    creds = auth.credentials()
-    redactor.register(creds.token)
+    creds = auth.credentials()  # the Authenticator registers every token with the redactor
     return Remote(client=client, limits=client.limits(), storage_url=creds.storage_url)
 
 
@@ -305,10 +304,8 @@ def run_once(config: Config, *, dry_run: bool = False, out: TextIO | None = None
                 requests=client.request_count,
                 by_method=dict(client.requests_by_method),
             )
-            for path, reason in stats.bad:
-                out.write(f"skipped: {path}: {reason}\n")
-            for key, error in stats.failed:
-                out.write(f"failed: {key}: {error}\n")
+            for line in stats.report_lines():
+                out.write(line + "\n")
             for why in rep.refused:
                 out.write(f"deletes refused: {why}\n")
             out.write(stats.summary() + "\n")
@@ -447,6 +444,6 @@ def _check_target(db: Database, index: Index, storage_url: str, bucket: str) -> 
 def _exit_code(stats: Stats, report: Report) -> int:
     if report.refused:
         return EXIT_GUARD
-    if stats.failed or stats.bad or report.folder_errors:
+    if stats.failed_count or stats.bad_count or report.folder_errors:
         return EXIT_INCOMPLETE
     return EXIT_OK

@@ -10,6 +10,11 @@ from typing import TextIO
 
 from kcsync.units import format_size
 
+# Skipped and failed paths kept for the report, per list. A daemon runs for months and a dead
+# job is revived and can die again every reconcile, so keeping every one grew without end.
+# The counts stay exact, and each path is in the log as it happens ("skipped", "job failed").
+REPORT_LIMIT = 1000
+
 
 @dataclass
 class Stats:
@@ -23,8 +28,11 @@ class Stats:
     adopted: int = 0
     deleted: int = 0
     unchanged: int = 0
-    bad: list[tuple[str, str]] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    bad: list[tuple[str, str]] = field(default_factory=list)  # the first `keep` skipped
+    failed: list[tuple[str, str]] = field(default_factory=list)  # the first `keep` failed
+    bad_count: int = 0  # every skip, kept or not
+    failed_count: int = 0
+    keep: int = REPORT_LIMIT
     refused_deletes: int = 0
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -36,11 +44,27 @@ class Stats:
 
     def add_bad(self, path: str, reason: str) -> None:
         with self._lock:
-            self.bad.append((path, reason))
+            self.bad_count += 1
+            if len(self.bad) < self.keep:
+                self.bad.append((path, reason))
 
     def add_failed(self, key: str, error: str) -> None:
         with self._lock:
-            self.failed.append((key, error))
+            self.failed_count += 1
+            if len(self.failed) < self.keep:
+                self.failed.append((key, error))
+
+    def report_lines(self) -> list[str]:
+        """One line per kept skipped or failed path, and how many more were left out."""
+        lines = [f"skipped: {path}: {reason}" for path, reason in self.bad]
+        if self.bad_count > len(self.bad):
+            lines.append(f"... and {self.bad_count - len(self.bad)} more skipped (see the log)")
+        lines += [f"failed: {key}: {error}" for key, error in self.failed]
+        if self.failed_count > len(self.failed):
+            lines.append(
+                f"... and {self.failed_count - len(self.failed)} more failed (see the log)"
+            )
+        return lines
 
     @property
     def done_files(self) -> int:
@@ -57,10 +81,10 @@ class Stats:
         ]
         if self.refused_deletes:
             parts.append(f"{self.refused_deletes} deletes refused by the guard")
-        if self.bad:
-            parts.append(f"{len(self.bad)} skipped")
-        if self.failed:
-            parts.append(f"{len(self.failed)} failed")
+        if self.bad_count:
+            parts.append(f"{self.bad_count} skipped")
+        if self.failed_count:
+            parts.append(f"{self.failed_count} failed")
         return f"kcsync: {', '.join(parts)} in {elapsed:.1f}s"
 
 

@@ -15,8 +15,9 @@ from datetime import datetime
 
 import requests
 
+from kcsync import logs
 from kcsync.config import AuthConfig, KakaoAuth, TokenAuth, V1Auth
-from kcsync.errors import AuthError, TransientRemoteError
+from kcsync.errors import AuthError, RemoteError, TransientRemoteError
 
 # Refresh this long before the server says the token expires, so a request that starts just
 # before expiry does not arrive just after it; a tenth of the lifetime for short-lived tokens.
@@ -45,11 +46,15 @@ class Authenticator:
         *,
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        on_token: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_token`` is told every token this Authenticator obtains, before anyone can
+        use (and log) it; by default it goes to the log redactor."""
         self._config = config
         self._session = session
         self._timeout = timeout
         self._clock = clock
+        self._on_token = on_token or _mask_in_logs
         self._lock = threading.Lock()
         self._current: Credentials | None = None
 
@@ -57,7 +62,11 @@ class Authenticator:
         with self._lock:
             creds = self._current
             if creds is None or self._expiring(creds):
-                creds = self._current = self._authenticate()
+                creds = self._authenticate()
+                # Here and nowhere else: refreshes and re-authentications after a 401 pass
+                # through this line too, so no later token escapes the log redactor.
+                self._on_token(creds.token)
+                self._current = creds
             return creds
 
     def invalidate(self, token: str) -> None:
@@ -87,6 +96,7 @@ class Authenticator:
             cfg.url,
             headers={"X-Auth-User": cfg.user, "X-Auth-Key": cfg.key},
             timeout=self._timeout,
+            allow_redirects=False,  # see _raise_for_auth: the key goes to cfg.url only
         )
         _raise_for_auth(resp, cfg.url)
         token = resp.headers.get("X-Auth-Token")
@@ -112,7 +122,9 @@ class Authenticator:
                 }
             }
         }
-        resp = self._session.post(url, json=body, timeout=self._timeout)
+        # A 307/308 would make requests send the same body, secret included, to wherever
+        # the Location points: the secret goes to the configured identity URL only.
+        resp = self._session.post(url, json=body, timeout=self._timeout, allow_redirects=False)
         _raise_for_auth(resp, url)
         token = resp.headers.get("X-Subject-Token")
         try:
@@ -131,11 +143,35 @@ class Authenticator:
         )
 
 
+def _mask_in_logs(token: str) -> None:
+    # Looked up at call time, so a test that swaps in its own redactor gets the tokens.
+    logs.redactor.register(token)
+
+
+def redirect_error(what: str, resp: requests.Response) -> RemoteError:
+    """A 3xx answer to a request that carries credentials, which kcsync never follows.
+
+    requests would follow it and resend the X-Auth-Key / X-Auth-Token headers (it strips
+    only ``Authorization`` across hosts) and, on 307/308, a POST body holding the IAM
+    secret, to a host nobody configured. Not an AuthError (exit 77 says "credentials
+    refused", which they were not) and not transient (asking again gets the same answer):
+    the configured URL needs to change, so the message names where the server points.
+    """
+    location = resp.headers.get("Location") or "(no Location header)"
+    return RemoteError(
+        f"{what} answered {resp.status_code} redirecting to {location}; kcsync does not "
+        "follow redirects with credentials: configure the final URL instead",
+        resp.status_code,
+    )
+
+
 def parse_rfc3339(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def _raise_for_auth(resp: requests.Response, url: str) -> None:
+    if 300 <= resp.status_code < 400:
+        raise redirect_error(f"auth: {url}", resp)
     if resp.status_code in (401, 403):
         raise AuthError(f"auth: {url} refused the credentials ({resp.status_code})", 401)
     if resp.status_code >= 500 or resp.status_code in (408, 429):

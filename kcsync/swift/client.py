@@ -23,7 +23,7 @@ import structlog
 
 from kcsync.errors import AuthError, NotFoundError, RemoteError, TransientRemoteError
 from kcsync.model import ObjectFacts, RemoteEntry
-from kcsync.swift.auth import Authenticator
+from kcsync.swift.auth import Authenticator, redirect_error
 from kcsync.swift.retry import RETRY_STATUSES, Backoff, retry_after
 
 log = structlog.get_logger("kcsync.swift")
@@ -165,6 +165,9 @@ class SwiftClient:
                     headers=all_headers,
                     data=body,  # type: ignore[arg-type]  # a memoryview is sent as is
                     timeout=self._timeout,
+                    # Following would resend X-Auth-Token to the Location's host: a 3xx
+                    # becomes an error instead (auth.redirect_error says why).
+                    allow_redirects=False,
                 )
             except requests.RequestException as exc:
                 error: RemoteError = TransientRemoteError(f"{method} {target}: {exc}")
@@ -191,12 +194,22 @@ class SwiftClient:
     # -- account and container --------------------------------------------------------------
 
     def limits(self) -> ServerLimits:
-        creds = self._auth.credentials()
+        """What /info says, or Swift's defaults when it cannot be read.
+
+        The GET goes through ``request`` like any other: a 401 re-authenticates once, 5xx
+        and connection errors are retried. Whatever is left is not fatal: /info only tunes
+        segment sizes and listing pages, and the defaults work on every server seen so far
+        (a short listing page never ends a listing). Were the credentials themselves refused
+        on a re-authentication here, the next request meets the same refusal and stops the
+        start with exit 77, so swallowing it costs nothing.
+        """
+        url = info_url(self._auth.credentials().storage_url)
         try:
-            resp = self.request("GET", url=info_url(creds.storage_url))
-            return ServerLimits.from_info(resp.json())
-        except (NotFoundError, ValueError):
-            log.warning("no /info on the server; using Swift's default limits")
+            return ServerLimits.from_info(self.request("GET", url=url).json())
+        except (RemoteError, ValueError, TypeError, AttributeError) as exc:
+            # ValueError: not JSON or a non-numeric limit; TypeError/AttributeError: JSON of
+            # another shape than an object of objects.
+            log.warning("cannot read /info; using Swift's default limits", error=str(exc))
             return ServerLimits()
 
     def container_exists(self, container: str) -> bool:
@@ -406,6 +419,8 @@ def _error_for(method: str, url: str, resp: requests.Response) -> RemoteError:
     status = resp.status_code
     detail = resp.text[:200].strip() if method != "HEAD" else ""
     message = f"{method} {url}: {status} {resp.reason}" + (f": {detail}" if detail else "")
+    if 300 <= status < 400:
+        return redirect_error(f"{method} {url}", resp)
     if status in RETRY_STATUSES:
         return TransientRemoteError(message, status)
     if status == 401:

@@ -51,6 +51,17 @@ class Session(requests.Session):
         self._env: dict[tuple[str, str], _Settings] = {}
         self._env_lock = threading.Lock()
 
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        """None: this session never follows a redirect, whatever a caller asks.
+
+        Every kcsync request carries credentials and passes allow_redirects=False, since
+        requests would resend X-Auth-Token / X-Auth-Key (and a 307's body) to the
+        Location's host. Should a new call forget to, the 3xx comes back to it as an
+        answer and nothing goes to the new host. (max_redirects = 0 cannot do this: requests
+        checks it even when it only computes the next hop of an unfollowed redirect.)
+        """
+        return None
+
     def merge_environment_settings(
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> _Settings:
