@@ -1,4 +1,10 @@
-"""Command line: argv in, exit code out. One ``except KcsyncError`` owns error reporting."""
+"""Command line: argv in, exit code out. One ``except KcsyncError`` owns error reporting.
+
+Commands are subcommands (``kcsync status``, ``kcsync sync --once``); without one, the
+arguments are those of ``sync``, so ``kcsync -c CONFIG --once`` from cron and the systemd
+units keep working. The common options (-c, --log-format, --log-level) are accepted before
+or after the command.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,13 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib import metadata
 
 import structlog
 
 from kcsync import logs
-from kcsync.config import config_path, load_config
+from kcsync.config import Config, config_path, load_config
 from kcsync.errors import KcsyncError
 
 EXIT_CODES_HELP = """exit codes:
@@ -25,60 +32,86 @@ EXIT_CODES_HELP = """exit codes:
   78  the config is invalid
 """
 
+Runner = Callable[[argparse.Namespace], int]
+# Options that take a value, for finding the command word among the arguments.
+_VALUED = {"-c", "--config", "--log-format", "--log-level"}
+
+
+def _common(*, suppress: bool) -> argparse.ArgumentParser:
+    """-c and the log options, for the top level and for every command. On the commands
+    their defaults are suppressed, so a value given before the command is not reset."""
+    default = argparse.SUPPRESS if suppress else None
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        default=default,
+        help="config file (default: $KCSYNC_CONFIG or /etc/kcsync/config.yaml)",
+    )
+    common.add_argument("--log-format", choices=("auto", "console", "json"), default=default)
+    common.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default=default
+    )
+    return common
+
+
+def _version() -> str:
+    try:
+        return metadata.version("kcsync")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kcsync",
-        description="Mirror local folders into KakaoCloud Object Storage (Swift API). "
-        "Without --once, runs as a daemon: watches the folders and reconciles periodically.",
-        epilog=EXIT_CODES_HELP + "\nkcsync status [--json] shows the queue and last reconcile.",
+        description="Mirror local folders into KakaoCloud Object Storage (Swift API).",
+        epilog=EXIT_CODES_HELP + "\nWithout a command, kcsync runs `sync`.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common(suppress=False)],
     )
-    parser.add_argument(
-        "-c", "--config", help="config file (default: $KCSYNC_CONFIG or /etc/kcsync/config.yaml)"
-    )
-    parser.add_argument("--once", action="store_true", help="sync once, print a summary, exit")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="with --once: print the plan, change nothing"
-    )
-    parser.add_argument("--log-format", choices=("auto", "console", "json"))
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--version", action="version", version=f"kcsync {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (summary, add_arguments, _) in COMMANDS.items():
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            parents=[_common(suppress=True)],
+            epilog=EXIT_CODES_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_arguments(sub)
     return parser
 
 
-def build_status_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kcsync status", description="Queue, dead jobs, last reconcile, totals per folder."
-    )
-    parser.add_argument("-c", "--config")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    return parser
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command word in ``argv``, or None: the first argument that is neither an option
+    nor an option's value."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--":
+            return None
+        elif arg.startswith("-"):
+            skip = arg in _VALUED
+        else:
+            return arg
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["status"]:
-        return status_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    if args.dry_run and not args.once:
-        build_parser().error("--dry-run needs --once")
+    if command_of(argv) is None and not {"-h", "--help", "--version"} & set(argv):
+        argv = ["sync", *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "sync" and args.dry_run and not args.once:
+        parser.error("--dry-run needs --once")
     logs.configure(args.log_format or "auto", args.log_level or "info")
-    log = structlog.get_logger("kcsync")
     try:
-        config = load_config(config_path(args.config))
-        logs.configure(args.log_format or config.log.format, args.log_level or config.log.level)
-        for warning in config.warnings:
-            log.warning("insecure permissions", detail=warning)
-        from kcsync.daemon import Daemon, run_once
-
-        if args.once:
-            return run_once(config, dry_run=args.dry_run)
-        code = Daemon(config).run()
-        # Everything kcsync owns is stopped and its state committed; a library thread that
-        # outlives that (logged above) must not keep systemd's stop job waiting.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        return int(COMMANDS[args.command][2](args))
     except KcsyncError as exc:
         print(f"kcsync: {logs.redactor.scrub(str(exc))}", file=sys.stderr)
         return exc.exit_code
@@ -87,22 +120,72 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def status_main(argv: list[str]) -> int:
-    args = build_status_parser().parse_args(argv)
-    try:
-        config = load_config(config_path(args.config))
-        from kcsync.status import collect, render
+def load(args: argparse.Namespace) -> Config:
+    """The config, with logging set up as it asks (the command line wins)."""
+    config = load_config(config_path(args.config))
+    logs.configure(args.log_format or config.log.format, args.log_level or config.log.level)
+    for warning in config.warnings:
+        structlog.get_logger("kcsync").warning("insecure permissions", detail=warning)
+    return config
 
-        status = collect(config)
-    except KcsyncError as exc:
-        print(f"kcsync: {exc}", file=sys.stderr)
-        return exc.exit_code
+
+# -- sync ---------------------------------------------------------------------------------
+
+
+def _sync_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--once", action="store_true", help="sync once, print a summary, exit")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="with --once: print the plan, change nothing"
+    )
+
+
+def _sync(args: argparse.Namespace) -> int:
+    config = load(args)
+    from kcsync.daemon import Daemon, run_once
+
+    if args.once:
+        return run_once(config, dry_run=args.dry_run)
+    code = Daemon(config).run()
+    # Everything kcsync owns is stopped and its state committed; a library thread that
+    # outlives that (logged above) must not keep systemd's stop job waiting.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = load_config(config_path(args.config))
+    from kcsync.status import collect, render
+
+    status = collect(config)
     if args.json:
         json.dump(status, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         render(status, sys.stdout)
     return 0
+
+
+# name -> (one-line help, arguments of its own, what runs it)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]] = {
+    "sync": (
+        "mirror the folders: as a daemon (watch + periodic reconcile), or --once",
+        _sync_arguments,
+        _sync,
+    ),
+    "status": (
+        "queue, dead jobs, last reconcile and totals per folder (reads the state only)",
+        _status_arguments,
+        _status,
+    ),
+}
 
 
 if __name__ == "__main__":
