@@ -15,7 +15,8 @@ import structlog
 from kcsync import plan
 from kcsync.config import FolderConfig
 from kcsync.errors import GuardError, KcsyncError, LocalFileError, NotFoundError
-from kcsync.localfs import folder_path_for, hash_file, restat
+from kcsync.gate import Gate, ours_to_judge
+from kcsync.localfs import admit, folder_path_for, hash_file
 from kcsync.model import IndexEntry, LocalEntry, ObjectFacts, RemoteEntry, RemoteSignature
 from kcsync.store.index import Index
 from kcsync.store.segments import SegmentLedger
@@ -117,6 +118,7 @@ class Applier:
         mirror: bool,
         folders: tuple[FolderConfig, ...],
         budget: DeleteBudget,
+        gate: Gate,
         ledger: SegmentLedger,
     ) -> None:
         self._ledger = ledger
@@ -129,6 +131,7 @@ class Applier:
         self._mirror = mirror
         self._folders = folders
         self._budget = budget
+        self._gate = gate
 
     def run(self, key: str, op: str, payload: Mapping[str, Any]) -> Outcome:
         remote = RemoteEntry(**payload["remote"]) if payload.get("remote") else None
@@ -136,14 +139,19 @@ class Applier:
             return self._delete(key, payload.get("path"), remote, bool(payload.get("large")))
         if op == DELETE_TREE:
             return self._delete_tree(key, str(payload["path"]))
-        try:
-            local = restat(LocalEntry(key, str(payload["path"]), 0, 0, 0, 0))
-        except LocalFileError:
-            if op in (SYNC, MOVE) and not os.path.lexists(str(payload["path"])):
+        # The gate again, on what the path is now: the watcher's hint or the scan may be
+        # stale, and a file swapped for a symlink to /etc/passwd must not be followed.
+        folder = self._folder_of(key)
+        rel = key[len(folder.prefix) :]
+        local = admit(folder, rel, self._gate)
+        if not isinstance(local, LocalEntry):
+            if op in (SYNC, MOVE) and not os.path.lexists(os.path.join(folder.path, rel)):
                 # Gone again before we got to it (a temporary file): its delete event, or
                 # the reconcile, settles the object.
                 return Outcome("nothing", key, 0, "vanished")
-            raise
+            if local is None:
+                return Outcome("nothing", key, 0, "not synced (excluded or kcsync's state)")
+            raise LocalFileError(f"{local.path}: {local.reason}")
         if op == SYNC:
             return self._sync(local)
         if op == MOVE:
@@ -375,10 +383,14 @@ class Applier:
         if os.path.lexists(path):
             return Outcome("nothing", key, 0, "directory exists again")
         folder = self._check_folder(key)
+        state_rel = self._gate.state_rel(folder)
+        # Only names a file of the folder could have synced to, as the reconcile judges
+        # them: an excluded name under the directory is another tool's, and stays.
         victims = [
             e
             for e in self._client.list_objects(self._container, prefix=key)
-            if not _exists_locally(folder, e.name)
+            if ours_to_judge(e.name[len(folder.prefix) :], folder.exclude, state_rel)
+            and not _exists_locally(folder, e.name)
         ]
         if not self._mirror:
             for e in victims:
@@ -389,10 +401,13 @@ class Applier:
             self._delete(e.name, None, e, e.may_be_large_object)
         return Outcome("deleted", key, 0, f"{len(victims)} objects under {key}")
 
+    def _folder_of(self, key: str) -> FolderConfig:
+        return next(f for f in self._folders if key.startswith(f.prefix))
+
     def _check_folder(self, key: str) -> FolderConfig:
         """Refuse deletes while the folder itself is missing or empty: an unmounted disk
         looks exactly like a user who deleted everything."""
-        folder = next(f for f in self._folders if key.startswith(f.prefix))
+        folder = self._folder_of(key)
         try:
             with os.scandir(folder.path) as it:
                 empty = next(it, None) is None

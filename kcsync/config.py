@@ -229,6 +229,7 @@ def parse_config(
         warnings=tuple(warnings),
     )
     top.done()
+    _check_state_dir(config.state_dir, config.folders)
     return config
 
 
@@ -291,6 +292,20 @@ def _parse_folders(top: _Section) -> tuple[FolderConfig, ...]:
                     "each folder needs its own distinct prefix",
                 )
     return tuple(folders)
+
+
+def _check_state_dir(state_dir: Path, folders: tuple[FolderConfig, ...]) -> None:
+    """kcsync's database inside a synced folder would upload itself, changed by that very
+    upload, forever: the default state_dir of a user who backs up $HOME does just that."""
+    real_state = Path(os.path.realpath(state_dir))
+    for i, folder in enumerate(folders):
+        real_folder = Path(os.path.realpath(folder.path))
+        if real_state == real_folder or real_folder in real_state.parents:
+            raise ConfigError(
+                "state_dir",
+                f"{state_dir} lies inside folders[{i}].path {folder.path}; "
+                "set state_dir to a directory outside every synced folder",
+            )
 
 
 def _check_bucket_name(key: str, name: str, *, kakaocloud: bool) -> None:

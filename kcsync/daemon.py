@@ -19,6 +19,7 @@ import structlog
 from kcsync.apply import Applier, DeleteBudget
 from kcsync.config import Config, KakaoAuth, TokenAuth, V1Auth
 from kcsync.errors import EXIT_GUARD, EXIT_INCOMPLETE, EXIT_OK, RemoteError, StateLockedError
+from kcsync.localfs import make_gate
 from kcsync.logs import redactor
 from kcsync.model import IndexEntry
 from kcsync.notify import Notifier
@@ -175,6 +176,12 @@ class Runtime:
         self.config = config
         self.stats = stats
         self.remote = make_remote(config)
+        # One gate for the scan, the watcher and the jobs (DESIGN §4a).
+        self.gate = make_gate(
+            config.folders,
+            config.state_dir,
+            max_name_bytes=self.remote.limits.max_object_name_length,
+        )
         self.db = Database(config.state_dir / DB_NAME)
         self.index = Index(self.db)
         self.queue = JobQueue(self.db)
@@ -201,6 +208,7 @@ class Runtime:
             mirror=config.delete.mode == "mirror",
             folders=config.folders,
             budget=DeleteBudget(config.delete.max_per_run, window),
+            gate=self.gate,
             ledger=self.ledger,
         )
         self.pool = WorkerPool(
@@ -251,7 +259,7 @@ class Runtime:
             self.stats,
             mirror=self.config.delete.mode == "mirror",
             max_deletes=self.config.delete.max_per_run,
-            max_name_bytes=self.remote.limits.max_object_name_length,
+            gate=self.gate,
             page_size=min(self.remote.limits.container_listing_limit, 10000),
         )
 
@@ -334,7 +342,9 @@ class Daemon:
             rt = Runtime(config, Stats(), once=False)
             rt.ensure_bucket()
             rt.queue.release_all()
-            watcher = Watcher(config.folders, self._enqueuer(rt), settle=config.daemon.settle)
+            watcher = Watcher(
+                config.folders, self._enqueuer(rt), settle=config.daemon.settle, gate=rt.gate
+            )
             scheduler = ReconcileScheduler(
                 lambda: self._reconcile(rt),
                 interval=config.daemon.reconcile_interval,

@@ -70,3 +70,8 @@ class LocalFileError(KcsyncError):
 
 class FileChangedError(LocalFileError):
     """The file changed while it was read; the upload was discarded and will be retried."""
+
+
+class FileBusyError(FileChangedError):
+    """Another process holds the file open for writing: it is not complete yet. Retried
+    soon like any change; a one-shot run reports it as failed after its attempts."""

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-import fnmatch
-import functools
+import errno
+import fcntl
 import hashlib
 import io
 import os
-import re
+import signal
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from kcsync import gate as rules
 from kcsync.config import FolderConfig
-from kcsync.errors import FileChangedError, LocalFileError
+from kcsync.errors import FileBusyError, FileChangedError, LocalFileError
+from kcsync.gate import (  # re-exported: the name rules used to live here
+    Gate,
+    StateDir,
+    is_excluded,
+    is_excluded_path,
+    valid_relative_name,
+)
 from kcsync.model import BadEntry, LocalEntry
+
+__all__ = ["Gate", "is_excluded", "is_excluded_path", "valid_relative_name"]
 
 CHUNK = 1024 * 1024
 ScanDir = Callable[[str], "os._ScandirIterator[str]"]
@@ -30,30 +40,24 @@ def printable(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-@functools.lru_cache(maxsize=64)
-def _matchers(patterns: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
-    """One compiled regex for the base-name patterns and one for the path patterns: a scan
-    of 10^6 names would otherwise run every fnmatch pattern on every one of them."""
-
-    def combined(group: list[str]) -> re.Pattern[str] | None:
-        return re.compile("|".join(fnmatch.translate(p) for p in group)) if group else None
-
-    return (
-        combined([p for p in patterns if "/" not in p]),
-        combined([p for p in patterns if "/" in p]),
+def make_gate(folders: Iterable[FolderConfig], state_dir: Path, *, max_name_bytes: int) -> Gate:
+    """The gate for a run: the server's name limit, and where kcsync's own state lives."""
+    real_state = os.path.realpath(state_dir)
+    try:
+        st = os.stat(real_state)
+        state = StateDir(real_state, st.st_dev, st.st_ino)
+    except OSError:  # not created yet (a dry run): the path alone still recognises it
+        state = StateDir(real_state, -1, -1)
+    rels = tuple(
+        (folder.prefix, rel)
+        for folder in folders
+        if (rel := rules.relative_name(os.path.realpath(folder.path), real_state)) is not None
     )
-
-
-def is_excluded(rel: str, patterns: tuple[str, ...]) -> bool:
-    """Patterns match the base name, or the whole relative path when they contain '/'."""
-    by_name, by_path = _matchers(patterns)
-    if by_name is not None and by_name.match(rel.rsplit("/", 1)[-1]):
-        return True
-    return by_path is not None and by_path.match(rel) is not None
+    return Gate(max_name_bytes, state, rels)
 
 
 def scan(
-    folder: FolderConfig, *, max_name_bytes: int, scandir: ScanDir = os.scandir
+    folder: FolderConfig, gate: Gate, *, scandir: ScanDir = os.scandir
 ) -> Iterator[LocalEntry | BadEntry]:
     """Every file under the folder, in the order a listing returns object names.
 
@@ -66,7 +70,7 @@ def scan(
         if not stat.S_ISDIR(os.stat(root).st_mode):
             raise FolderUnavailable(f"{root} is not a directory")
         real_root = os.path.realpath(root)
-        yield from _walk(root, "", folder, real_root, max_name_bytes, scandir, top=True)
+        yield from _walk(root, "", folder, gate, real_root, scandir, top=True)
     except FileNotFoundError:
         raise FolderUnavailable(f"{root} does not exist") from None
     except PermissionError:
@@ -77,8 +81,8 @@ def _walk(
     dirpath: str,
     rel_dir: str,
     folder: FolderConfig,
+    gate: Gate,
     real_root: str,
-    max_name_bytes: int,
     scandir: ScanDir,
     top: bool = False,
 ) -> Iterator[LocalEntry | BadEntry]:
@@ -98,58 +102,106 @@ def _walk(
     items: list[tuple[str, os.DirEntry[str], bool]] = []
     for entry in entries:
         try:
-            entry.name.encode("utf-8")
-        except UnicodeEncodeError:
-            yield BadEntry(printable(entry.path), "name is not valid UTF-8")
-            continue
-        rel = rel_dir + entry.name
-        if is_excluded(rel, folder.exclude):
-            continue
-        try:
             is_dir = entry.is_dir(follow_symlinks=False)
         except OSError:
             is_dir = False
+        if is_dir:
+            refusal = _dir_refusal(entry, rel_dir + entry.name, folder, gate)
+            if refusal is not None:
+                if not refusal.quiet:
+                    yield BadEntry(printable(entry.path), refusal.reason)
+                continue
         items.append((entry.name + "/" if is_dir else entry.name, entry, is_dir))
     items.sort(key=lambda item: item[0])
     for _, entry, is_dir in items:
         rel = rel_dir + entry.name
         if is_dir:
-            yield from _walk(entry.path, rel + "/", folder, real_root, max_name_bytes, scandir)
-        else:
-            yield _file_entry(entry, folder.prefix + rel, real_root, max_name_bytes)
+            yield from _walk(entry.path, rel + "/", folder, gate, real_root, scandir)
+        elif (admitted := admit(folder, rel, gate, dirent=entry, real_root=real_root)) is not None:
+            yield admitted
 
 
-def _file_entry(
-    entry: os.DirEntry[str], key: str, real_root: str, max_name_bytes: int
-) -> LocalEntry | BadEntry:
-    shown = printable(entry.path)
-    if len(key.encode("utf-8")) > max_name_bytes:
-        return BadEntry(
-            shown,
-            f"object name is {len(key.encode('utf-8'))} bytes; the server allows {max_name_bytes}",
-        )
+def _dir_refusal(
+    entry: os.DirEntry[str], rel: str, folder: FolderConfig, gate: Gate
+) -> rules.Refused | None:
+    refusal = rules.dir_refusal(rel, folder, gate)
+    # d_ino comes free with the listing; only a match costs a stat (for the device).
+    if refusal is None and gate.state is not None and entry.inode() == gate.state.ino:
+        st = entry.stat(follow_symlinks=False)
+        if rules.is_state_dir(gate, st.st_dev, st.st_ino):
+            return rules.OWN_STATE
+    return refusal
+
+
+# What the gate says about one path: sync this entry; report and skip this BadEntry (its
+# object, if any, is protected); or None: not ours at all (excluded, kcsync's own state).
+Admission = LocalEntry | BadEntry | None
+
+
+def admit(
+    folder: FolderConfig,
+    rel: str,
+    gate: Gate,
+    *,
+    dirent: os.DirEntry[str] | None = None,
+    real_root: str | None = None,
+) -> Admission:
+    """The one gate (DESIGN §4a): may the file named ``rel`` under ``folder`` be synced now?
+
+    Inside its folder after resolving symlinks, a regular file, not excluded, not kcsync's
+    own state, and a name the server accepts. The reconcile's scan calls it with the
+    DirEntry it already has (an unchanged file costs one lstat, as before; realpath only
+    for symlinks); the watcher for events, moves and new directories; the applier when a
+    job runs, whatever queued it. "Not open for writing" and "still the admitted file" are
+    checked by open_file, on the descriptor that is then read.
+    """
+    key = folder.prefix + rel
+    path = dirent.path if dirent is not None else os.path.join(folder.path, rel)
+    refusal = rules.name_refusal(rel, key, folder, gate, listed=dirent is not None)
+    if refusal is not None:
+        return None if refusal.quiet else BadEntry(printable(path), refusal.reason)
+    is_link, target = False, path
     try:
-        if entry.is_symlink():
-            # Follow a link only to a file inside the folder: anything else could upload
-            # files the user never put there (or loop forever on a directory link).
-            target = os.path.realpath(entry.path)
-            if not os.path.exists(target):
-                return BadEntry(shown, "broken symlink", protects=key)
-            if os.path.commonpath([target, real_root]) != real_root:
-                return BadEntry(shown, "symlink points outside the folder", protects=key)
-            st = os.stat(target)
-            if not stat.S_ISREG(st.st_mode):
-                return BadEntry(shown, "symlink to something that is not a file", protects=key)
+        if dirent is None:
+            real_root = real_root or os.path.realpath(folder.path)
+            # The scan walks only real directories of the folder; a single path may be
+            # reached through a directory symlink, or a bind mount of our state directory.
+            refusal = _parent_refusal(path, real_root, gate)
+            st: os.stat_result | None = os.lstat(path)
+            assert st is not None
+            is_link = stat.S_ISLNK(st.st_mode)
         else:
-            st = entry.stat(follow_symlinks=False)
+            assert real_root is not None
+            is_link = dirent.is_symlink()
+            st = None if is_link else dirent.stat(follow_symlinks=False)
+        if refusal is None and is_link:
+            target = os.path.realpath(path)
+            refusal = rules.link_refusal(target, real_root, gate)
+            if refusal is None:
+                st = os.stat(target)
     except FileNotFoundError:
-        return BadEntry(shown, "vanished while scanning", protects=key)
+        reason = "broken symlink" if is_link else "vanished"
+        return BadEntry(printable(path), reason, protects=key)
     except OSError as exc:
-        return BadEntry(shown, f"cannot stat: {exc.strerror}", protects=key)
-    if not stat.S_ISREG(st.st_mode):
-        # protects: a file replaced by a FIFO or socket must not cost its object.
-        return BadEntry(shown, f"not a regular file ({_kind(st.st_mode)})", protects=key)
-    return _from_stat(key, entry.path, st)
+        return BadEntry(printable(path), f"cannot stat: {exc.strerror}", protects=key)
+    if refusal is None:
+        assert st is not None
+        refusal = rules.file_refusal(st.st_mode, via_link=is_link)
+    if refusal is not None:
+        return None if refusal.quiet else BadEntry(printable(path), refusal.reason, protects=key)
+    assert st is not None
+    # An admitted link is opened (with O_NOFOLLOW) at its resolved target, never as a link.
+    return _from_stat(key, target if is_link else path, st)
+
+
+def _parent_refusal(path: str, real_root: str, gate: Gate) -> rules.Refused | None:
+    parent = os.path.realpath(os.path.dirname(path))
+    if not rules.within(parent, real_root):
+        return rules.Refused("outside the folder once symlinks are resolved")
+    if rules.state_holds(gate, parent):
+        return rules.OWN_STATE
+    st = os.stat(parent)
+    return rules.OWN_STATE if rules.is_state_dir(gate, st.st_dev, st.st_ino) else None
 
 
 def _from_stat(key: str, path: str, st: os.stat_result) -> LocalEntry:
@@ -160,19 +212,8 @@ def _from_stat(key: str, path: str, st: os.stat_result) -> LocalEntry:
         mtime_ns=st.st_mtime_ns,
         inode=st.st_ino,
         ctime_ns=st.st_ctime_ns,
+        dev=st.st_dev,
     )
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "fifo"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-    ):
-        if test(mode):
-            return name
-    return "special file"
 
 
 def restat(entry: LocalEntry) -> LocalEntry:
@@ -188,15 +229,58 @@ def restat(entry: LocalEntry) -> LocalEntry:
     return _from_stat(entry.key, entry.path, st)
 
 
+# A lease break is signalled to the lease holder, by default with SIGIO, whose default
+# action kills the process: a writer opening the file in the instant we hold the lease
+# would take kcsync down (seen while testing). SIGURG is ignored unless handled.
+LEASE_SIGNAL = signal.SIGURG
+
+
 def open_file(entry: LocalEntry) -> io.BufferedReader:
+    """Open an admitted file for reading, with the checks only an open file allows.
+
+    O_NOFOLLOW: a file swapped for a symlink after admission is never followed (an
+    admitted symlink carries its resolved target as ``path``). The descriptor must be the
+    admitted file (device and inode), or it was replaced in between: FileChangedError,
+    retried later. And nobody may hold it open for writing: FileBusyError, so a file still
+    being written is never uploaded half done.
+    """
+    shown = printable(entry.path)
     try:
         # O_NONBLOCK: a file swapped for a FIFO after the scan must not hang a worker.
-        fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise LocalFileError(f"{printable(entry.path)}: vanished") from None
+        raise LocalFileError(f"{shown}: vanished") from None
     except OSError as exc:
-        raise LocalFileError(f"{printable(entry.path)}: cannot open: {exc.strerror}") from None
+        if exc.errno == errno.ELOOP:
+            raise FileChangedError(f"{shown}: replaced by a symlink") from None
+        raise LocalFileError(f"{shown}: cannot open: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not rules.same_file((entry.dev, entry.inode), (st.st_dev, st.st_ino)):
+            raise FileChangedError(f"{shown}: replaced since it was examined")
+        if held_for_writing(fd):
+            raise FileBusyError(f"{shown}: open for writing by another process")
+    except BaseException:
+        os.close(fd)
+        raise
     return os.fdopen(fd, "rb")
+
+
+def held_for_writing(fd: int) -> bool:
+    """Whether any process holds the file open for writing, asked with a read lease, which
+    the kernel grants only while there is no writer. Cannot tell (not the owner without
+    CAP_LEASE, a filesystem without leases): False, as before leases were asked."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, LEASE_SIGNAL)
+    except OSError:
+        return False  # never take a lease whose break would signal SIGIO
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return rules.lease_verdict(exc.errno) == "busy"
+    # Released at once: while held, every writer's open() would wait for us to let go.
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    return False
 
 
 def check_unchanged(entry: LocalEntry) -> None:
@@ -314,26 +398,3 @@ def folder_path_for(folder: FolderConfig, key: str) -> Path | None:
     if not valid_relative_name(rel):
         return None
     return folder.path.joinpath(*rel.split("/"))
-
-
-def is_excluded_path(rel: str, patterns: tuple[str, ...]) -> bool:
-    """Whether an object's relative name, or any directory above it, is excluded.
-
-    The scan never enters an excluded directory, so a listing entry below one must be
-    recognised as excluded too, or a mirror would delete it.
-    """
-    head, _, _ = rel.rpartition("/")
-    return is_excluded(rel, patterns) or (bool(head) and _dir_excluded(head, patterns))
-
-
-@functools.lru_cache(maxsize=4096)
-def _dir_excluded(rel_dir: str, patterns: tuple[str, ...]) -> bool:
-    # Listings come in name order, so neighbours share directories: cached per directory.
-    return is_excluded_path(rel_dir, patterns)
-
-
-def valid_relative_name(rel: str) -> bool:
-    """A name a file under a folder can have: no empty, "." or ".." parts, no NUL."""
-    if not rel or "\x00" in rel:
-        return False
-    return not any(p in ("", ".", "..") for p in rel.split("/"))

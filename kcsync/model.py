@@ -20,6 +20,7 @@ class LocalEntry:
     mtime_ns: int
     inode: int
     ctime_ns: int
+    dev: int = 0  # st_dev; with inode, what open_file must find (0: not recorded)
 
     @property
     def mtime(self) -> float:

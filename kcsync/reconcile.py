@@ -13,13 +13,8 @@ import structlog
 from kcsync import plan
 from kcsync.apply import CHECK, DELETE, UPLOAD, job_payload
 from kcsync.config import FolderConfig
-from kcsync.localfs import (
-    FolderUnavailable,
-    folder_path_for,
-    is_excluded_path,
-    scan,
-    valid_relative_name,
-)
+from kcsync.gate import Gate, ours_to_judge
+from kcsync.localfs import FolderUnavailable, folder_path_for, scan
 from kcsync.merge import OrderError, merge3
 from kcsync.model import BadEntry, IndexEntry, LocalEntry, RemoteEntry, RemoteSignature
 from kcsync.progress import Stats
@@ -126,7 +121,7 @@ class Reconciler:
         *,
         mirror: bool,
         max_deletes: int,
-        max_name_bytes: int,
+        gate: Gate,
         page_size: int,
     ) -> None:
         self._folders = folders
@@ -137,7 +132,7 @@ class Reconciler:
         self._stats = stats
         self._mirror = mirror
         self._max_deletes = max_deletes
-        self._max_name_bytes = max_name_bytes
+        self._gate = gate
         self._page_size = page_size
 
     def run(self) -> Report:
@@ -239,7 +234,7 @@ class Reconciler:
         return fp
 
     def _local(self, folder: FolderConfig, fp: _FolderPass) -> Iterator[LocalEntry]:
-        for item in scan(folder, max_name_bytes=self._max_name_bytes):
+        for item in scan(folder, self._gate):
             if isinstance(item, BadEntry):
                 self._bad(item, fp)
                 continue
@@ -258,11 +253,9 @@ class Reconciler:
         pages = self._client.list_pages(
             self._container, prefix=folder.prefix, page_size=self._page_size
         )
+        state_rel = self._gate.state_rel(folder)
         for remote in prefetched(pages):
-            rel = remote.name[len(folder.prefix) :]
-            if not valid_relative_name(rel) or is_excluded_path(rel, folder.exclude):
-                # Not a name a file of this folder could have (or excluded): not ours to
-                # judge, so never deleted.
-                continue
+            if not ours_to_judge(remote.name[len(folder.prefix) :], folder.exclude, state_rel):
+                continue  # never deleted: another tool put it there
             fp.remote_objects += 1
             yield remote

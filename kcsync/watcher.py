@@ -2,8 +2,9 @@
 
 The watchdog handler only records what happened, in memory. A settle thread turns those
 hints into persistent jobs once a file is complete: closed after writing (inotify
-close-write), or left alone for ``settle`` seconds while nobody holds it open. An event
-lost in a crash before it became a job is found by the reconcile at start.
+close-write), or left alone for ``settle`` seconds while nobody holds it open. Every file
+goes through the same gate as the reconcile's scan (DESIGN §4a) before it becomes a job.
+An event lost in a crash before it became a job is found by the reconcile at start.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -34,7 +35,10 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from kcsync.config import FolderConfig
-from kcsync.localfs import is_excluded_path
+from kcsync.errors import FileChangedError, LocalFileError
+from kcsync.gate import Gate, dir_refusal, ours_to_judge, relative_name
+from kcsync.localfs import Admission, admit, open_file
+from kcsync.model import LocalEntry
 
 log = structlog.get_logger("kcsync.watcher")
 
@@ -48,8 +52,11 @@ OPEN_PATIENCE = 60.0
 Job = tuple[str, str, dict[str, Any]]  # key, op, payload
 # Called with all the jobs a settle tick found: one transaction for a burst of files.
 Enqueue = Callable[[list[Job]], None]
-# A new directory's files are handed over in batches of this many as the walk goes.
+# Jobs are handed over in batches of this many: a huge tree moved in gets workers going
+# before all of it has been judged.
 WALK_BATCH = 1000
+# The gate, by folder and relative name (a seam for tests; the real one is localfs.admit).
+Admit = Callable[[FolderConfig, str], Admission]
 
 
 @dataclass
@@ -58,23 +65,36 @@ class Hint:
     path: str
     due: float
     folder: FolderConfig
+    key: str = ""  # the object name it is filed under ("" only for NEW_DIR)
     src_key: str | None = None
     src_path: str | None = None
 
 
-def object_key(folder: FolderConfig, path: str) -> str | None:
-    """The object name for a path under ``folder``, or None if it is not one we sync."""
-    rel = os.path.relpath(path, folder.path)
-    if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
+def object_key(folder: FolderConfig, path: str, state_rel: str | None = None) -> str | None:
+    """The object name for a path under ``folder``, or None when the name is not ours to
+    judge (the same rule the reconcile applies to a listing). Whether the file itself may
+    be synced is the gate's to say, when the hint is due."""
+    rel = relative_name(str(folder.path), path)
+    if rel is None:
         return None
-    rel = rel.replace(os.sep, "/")
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:
         return None  # the reconcile reports it; the watcher only hints
-    if is_excluded_path(rel, folder.exclude):
-        return None
-    return folder.prefix + rel
+    return folder.prefix + rel if ours_to_judge(rel, folder.exclude, state_rel) else None
+
+
+def still_writing(entry: LocalEntry) -> bool:
+    """Opened as a job will open it: held open for writing by someone (the read lease says
+    so even when we missed the open event, as in a directory created a moment ago), or
+    changed under us. Any other trouble is for the job to report."""
+    try:
+        open_file(entry).close()
+    except FileChangedError:  # FileBusyError among them
+        return True
+    except LocalFileError:
+        return False
+    return False
 
 
 class Watcher:
@@ -84,10 +104,16 @@ class Watcher:
         enqueue: Enqueue,
         *,
         settle: float,
+        gate: Gate,
         clock: Callable[[], float] = time.monotonic,
         observer_factory: Callable[[], Any] = Observer,
+        admit_path: Admit | None = None,
+        busy: Callable[[LocalEntry], bool] = still_writing,
     ) -> None:
         self._folders = folders
+        self._gate = gate
+        self._admit: Admit = admit_path or (lambda folder, rel: admit(folder, rel, gate))
+        self._busy = busy
         self._enqueue = enqueue
         self._settle = settle
         self._clock = clock
@@ -180,8 +206,11 @@ class Watcher:
             else:
                 self._opens.pop(path, None)
 
+    def _key(self, folder: FolderConfig, path: str) -> str | None:
+        return object_key(folder, path, self._gate.state_rel(folder))
+
     def _hint(self, folder: FolderConfig, path: str, op: str, due: float) -> None:
-        key = object_key(folder, path)
+        key = self._key(folder, path)
         if key is None:
             return
         if op in (DELETE_TREE, NEW_DIR):
@@ -191,10 +220,10 @@ class Watcher:
             if current is not None and current.op == MOVE and op == SYNC:
                 current.due = max(current.due, due)  # still a move; the copy checks the stat
                 return
-            self._hints[key] = Hint(op, path, due, folder)
+            self._hints[key] = Hint(op, path, due, folder, key)
 
     def _moved(self, folder: FolderConfig, src: str, dest: str, now: float) -> None:
-        src_key, dest_key = object_key(folder, src), object_key(folder, dest)
+        src_key, dest_key = self._key(folder, src), self._key(folder, dest)
         with self._lock:
             if src_key is not None:
                 self._hints.pop(src_key, None)
@@ -209,7 +238,9 @@ class Watcher:
             self._hint(folder, dest, SYNC, now)
             return
         with self._lock:
-            self._hints[dest_key] = Hint(MOVE, dest, now, folder, src_key=src_key, src_path=src)
+            self._hints[dest_key] = Hint(
+                MOVE, dest, now, folder, dest_key, src_key=src_key, src_path=src
+            )
 
     # -- settle thread -----------------------------------------------------------------------
 
@@ -221,36 +252,70 @@ class Watcher:
         """Turn due hints into jobs; all of them when ``force`` (at shutdown)."""
         now = self._clock()
         with self._lock:
-            due = [
-                (key, hint)
-                for key, hint in self._hints.items()
-                if force or (hint.due <= now and self._complete(hint, now))
-            ]
-            for key, _ in due:
-                del self._hints[key]
+            new_dirs = self._take(lambda hint: hint.op == NEW_DIR and (force or hint.due <= now))
+        for hint in new_dirs:
+            self._walk_new_dir(hint, now)
+        with self._lock:
+            due = self._take(lambda h: force or (h.due <= now and self._complete(h, now)))
         jobs: list[Job] = []
-        for key, hint in due:
-            if hint.op == NEW_DIR:
-                self._walk_new_dir(hint, jobs)
-                continue
-            payload: dict[str, Any] = {"path": hint.path, "reason": f"watcher: {hint.op}"}
-            if hint.op == MOVE:
-                payload.update(src=hint.src_key, src_path=hint.src_path)
-            jobs.append((key, hint.op, payload))
+        for hint in due:
+            job = self._job(hint, now, force)
+            if job is not None:
+                jobs.append(job)
+            if len(jobs) >= WALK_BATCH:
+                self._enqueue(jobs)
+                jobs = []
         if jobs:
             self._enqueue(jobs)
-        return len(due)
+        return len(new_dirs) + len(due)
 
-    def _walk_new_dir(self, hint: Hint, jobs: list[Job]) -> None:
-        for dirpath, _dirs, files in os.walk(hint.path):
+    def _take(self, ready: Callable[[Hint], bool]) -> list[Hint]:
+        taken = [(key, hint) for key, hint in self._hints.items() if ready(hint)]
+        for key, _ in taken:
+            del self._hints[key]
+        return [hint for _, hint in taken]
+
+    def _job(self, hint: Hint, now: float, force: bool) -> Job | None:
+        key = hint.key
+        payload: dict[str, Any] = {"path": hint.path, "reason": f"watcher: {hint.op}"}
+        if hint.op in (DELETE, DELETE_TREE):
+            return key, hint.op, payload
+        verdict = self._admit(hint.folder, key[len(hint.folder.prefix) :])
+        if isinstance(verdict, LocalEntry):
+            # Not while someone still writes it (we may have missed the open: a file in a
+            # directory created a moment ago is written before its watch exists). At
+            # shutdown it becomes a job anyway, and the job's own open check holds it.
+            if not force and self._busy(verdict):
+                with self._lock:  # a newer hint for the same name wins
+                    self._hints.setdefault(key, replace(hint, due=now + self._settle))
+                return None
+            if hint.op == MOVE:
+                payload.update(src=hint.src_key, src_path=hint.src_path)
+            return key, hint.op, payload
+        if verdict is not None:
+            log.warning("skipped", path=verdict.path, reason=verdict.reason)
+        if hint.op == MOVE and hint.src_key is not None:
+            # Moved to a name that is not synced: the old name's file is gone all the same.
+            return hint.src_key, DELETE, {"path": hint.src_path, "reason": "watcher: moved"}
+        return None
+
+    def _walk_new_dir(self, hint: Hint, now: float) -> None:
+        """A directory that appeared (created, or moved in whole): each file in it becomes
+        a hint like any event's, judged by the gate and the open check when due, never a
+        job at once (files written into it may still be open)."""
+        folder, root = hint.folder, str(hint.folder.path)
+        for dirpath, dirs, files in os.walk(hint.path):
+            rel_dir = relative_name(root, dirpath)
+            if rel_dir is None:
+                return
+            # Pruned as the scan prunes: excluded directories and our own state.
+            dirs[:] = [d for d in dirs if dir_refusal(f"{rel_dir}/{d}", folder, self._gate) is None]
             for name in files:
                 path = os.path.join(dirpath, name)
-                key = object_key(hint.folder, path)
+                key = self._key(folder, path)
                 if key is not None:
-                    jobs.append((key, SYNC, {"path": path, "reason": "watcher: new directory"}))
-            if len(jobs) >= WALK_BATCH:  # a huge tree moved in: workers start before the end
-                self._enqueue(jobs[:])
-                jobs.clear()
+                    with self._lock:  # a file with its own, later event keeps that hint
+                        self._hints.setdefault(key, Hint(SYNC, path, now, folder, key))
 
     def _complete(self, hint: Hint, now: float) -> bool:
         if hint.op != SYNC or hint.path not in self._opens:

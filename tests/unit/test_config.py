@@ -719,3 +719,46 @@ def test_derived_segments_bucket_too_long_names_the_key_to_set():
     assert "b" * 60 + "_segments" in str(info.value)
     data = with_(data, large_objects={"segments_bucket": "b" * 59 + "_seg"})
     assert parse(data).large.segments_bucket == "b" * 59 + "_seg"
+
+
+@pytest.mark.parametrize(
+    ("folders", "state_dir", "refused_by"),
+    [
+        (["/srv/a"], "/srv/a", "folders[0].path /srv/a"),
+        (["/srv/a"], "/srv/a/.kcsync", "folders[0].path /srv/a"),
+        (["/srv/b", "/home/u"], "/home/u/.local/state/kcsync", "folders[1].path /home/u"),
+        (["/"], "/var/lib/kcsync", "folders[0].path /"),
+        (["/srv/a"], "/srv/a/../b/state", None),
+        (["/srv/a"], "/srv/ab/state", None),  # a sibling whose name starts the same
+        (["/srv/a/data"], "/srv/a", None),  # above the folder is fine
+    ],
+    ids=["equal", "inside", "home-default", "root-folder", "dotdot-out", "sibling", "above"],
+)
+def test_state_dir_inside_a_folder_is_refused(folders, state_dir, refused_by):
+    data = with_(base(), folders=[{"path": p, "prefix": f"p{i}"} for i, p in enumerate(folders)])
+    data["state_dir"] = state_dir
+    if refused_by is None:
+        assert parse(data).state_dir == Path(state_dir)
+        return
+    with pytest.raises(ConfigError) as info:
+        parse(data)
+    assert info.value.key == "state_dir"
+    assert refused_by in str(info.value) and "\n" not in str(info.value)
+
+
+def test_state_dir_inside_a_folder_through_a_symlink_is_refused(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "data")  # the state path names the folder
+    data = with_(base(), **{"folders.0": {"path": str(tmp_path / "data"), "prefix": "p"}})
+    data["state_dir"] = str(tmp_path / "alias" / "state")
+    with pytest.raises(ConfigError, match=r"^config: state_dir: .* lies inside folders\[0\]"):
+        parse(data)
+
+
+def test_the_default_state_dir_inside_a_backed_up_home_is_refused(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("HOME", "/home/someone")
+    data = with_(base(), **{"folders.0": {"path": "/home/someone", "prefix": "home"}})
+    with pytest.raises(ConfigError) as info:
+        parse(data, environ={})
+    assert info.value.key == "state_dir"

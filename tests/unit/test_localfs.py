@@ -10,6 +10,7 @@ import pytest
 
 from kcsync.config import DEFAULT_EXCLUDES, FolderConfig
 from kcsync.errors import FileChangedError, LocalFileError
+from kcsync.gate import Gate
 from kcsync.localfs import (
     FileSlice,
     FolderUnavailable,
@@ -40,7 +41,7 @@ def folder(root: Path, prefix: str = "", exclude: tuple[str, ...] = DEFAULT_EXCL
 
 
 def scan_all(cfg: FolderConfig, max_name_bytes: int = MAX_NAME, **kwargs):
-    return list(scan(cfg, max_name_bytes=max_name_bytes, **kwargs))
+    return list(scan(cfg, Gate(max_name_bytes), **kwargs))
 
 
 def keys(entries) -> list[str]:
@@ -92,6 +93,7 @@ def test_scan_entry_fields(tmp_path):
         mtime_ns=st.st_mtime_ns,
         inode=st.st_ino,
         ctime_ns=st.st_ctime_ns,
+        dev=st.st_dev,
     )
 
 
@@ -292,7 +294,8 @@ def test_symlink_to_a_file_inside_is_followed(tmp_path):
     for entry in entries:
         assert isinstance(entry, LocalEntry)
         assert (entry.size, entry.inode, entry.mtime_ns) == (10, st.st_ino, st.st_mtime_ns)
-    assert entries[0].path == str(tmp_path / "alias")
+    # What is opened (with O_NOFOLLOW) is the resolved target, never the link.
+    assert entries[0].path == str(target)
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,19 @@ from watchdog.events import (
 )
 
 from kcsync.config import DEFAULT_EXCLUDES, FolderConfig
+from kcsync.gate import Gate
+from kcsync.localfs import Admission
+from kcsync.model import BadEntry, LocalEntry
 from kcsync.watcher import Watcher, object_key
 
 ROOT = Path("/data")
 FOLDER = FolderConfig(ROOT, "files/", DEFAULT_EXCLUDES)
+GATE = Gate(1024)
+
+
+def admit_all(folder: FolderConfig, rel: str) -> Admission:
+    """The gate for paths that exist only in these tests: every file is a plain file."""
+    return LocalEntry(folder.prefix + rel, f"{folder.path}/{rel}", 1, 1, 1, 1)
 
 
 class Clock:
@@ -35,7 +44,15 @@ class Clock:
 def make(settle: float = 2.0) -> tuple[Watcher, list[tuple[str, str, dict[str, Any]]], Clock]:
     jobs: list[tuple[str, str, dict[str, Any]]] = []
     clock = Clock()
-    watcher = Watcher((FOLDER,), jobs.extend, settle=settle, clock=clock)
+    watcher = Watcher(
+        (FOLDER,),
+        jobs.extend,
+        settle=settle,
+        gate=GATE,
+        clock=clock,
+        admit_path=admit_all,
+        busy=lambda entry: False,
+    )
     return watcher, jobs, clock
 
 
@@ -156,7 +173,9 @@ class FullObserver:
 
 
 def test_inotify_limit_is_one_clear_error_and_the_daemon_keeps_going() -> None:
-    watcher = Watcher((FOLDER,), lambda jobs: None, settle=1, observer_factory=FullObserver)
+    watcher = Watcher(
+        (FOLDER,), lambda jobs: None, settle=1, gate=GATE, observer_factory=FullObserver
+    )
     with structlog.testing.capture_logs() as logs:
         watcher.start()
     watcher.stop()
@@ -168,7 +187,9 @@ def test_inotify_limit_is_one_clear_error_and_the_daemon_keeps_going() -> None:
 
 def test_files_settled_in_one_tick_are_handed_over_in_one_batch() -> None:
     calls: list[list[tuple[str, str, dict[str, Any]]]] = []
-    watcher = Watcher((FOLDER,), calls.append, settle=2.0, clock=Clock())
+    watcher = Watcher(
+        (FOLDER,), calls.append, settle=2.0, gate=GATE, clock=Clock(), admit_path=admit_all
+    )
     for i in range(300):  # a burst: each closed after writing, so due at once
         watcher.on_event(FOLDER, FileClosedEvent(f"/data/{i}.jpg"))
     assert watcher.flush() == 300
@@ -192,10 +213,113 @@ def test_a_big_new_directory_is_handed_over_in_batches(
             (tmp_path / "new" / str(d) / f"{i}.txt").write_bytes(b"x")
     calls: list[list[tuple[str, str, dict[str, Any]]]] = []
     clock = Clock()
-    watcher = Watcher((folder,), calls.append, settle=1.0, clock=clock)
+    watcher = Watcher((folder,), calls.append, settle=1.0, gate=GATE, clock=clock)
     watcher.on_event(folder, DirCreatedEvent(str(tmp_path / "new")))
     clock.now += 2
     watcher.flush()
     keys = [k for batch in calls for k, _, _ in batch]
     assert sorted(keys) == sorted(f"new/{d}/{i}.txt" for d in range(5) for i in range(6))
     assert len(calls) > 1 and all(len(batch) < 20 for batch in calls)
+
+
+def refuse_links(folder: FolderConfig, rel: str) -> Admission:
+    if rel.startswith("link"):
+        return BadEntry(
+            f"{folder.path}/{rel}", "symlink points outside the folder", folder.prefix + rel
+        )
+    return admit_all(folder, rel)
+
+
+def test_a_path_the_gate_refuses_is_reported_once_and_never_a_job() -> None:
+    jobs: list[tuple[str, str, dict[str, Any]]] = []
+    watcher = Watcher(
+        (FOLDER,),
+        jobs.extend,
+        settle=2.0,
+        gate=GATE,
+        clock=Clock(),
+        admit_path=refuse_links,
+        busy=lambda entry: False,
+    )
+    with structlog.testing.capture_logs() as logs:
+        watcher.on_event(FOLDER, FileClosedEvent("/data/link"))
+        watcher.on_event(FOLDER, FileClosedEvent("/data/ok.txt"))
+        watcher.flush()
+        watcher.flush()
+    assert [k for k, _, _ in jobs] == ["files/ok.txt"]
+    assert [(e["event"], e["path"]) for e in logs] == [("skipped", "/data/link")]
+
+
+def test_a_move_to_a_refused_path_deletes_the_old_name() -> None:
+    jobs: list[tuple[str, str, dict[str, Any]]] = []
+    watcher = Watcher(
+        (FOLDER,),
+        jobs.extend,
+        settle=2.0,
+        gate=GATE,
+        clock=Clock(),
+        admit_path=refuse_links,
+        busy=lambda entry: False,
+    )
+    watcher.on_event(FOLDER, FileMovedEvent("/data/a.txt", "/data/link"))
+    watcher.flush()
+    assert [(k, op) for k, op, _ in jobs] == [("files/a.txt", "delete")]
+
+
+def test_a_file_still_open_for_writing_waits_even_when_its_open_was_missed() -> None:
+    jobs: list[tuple[str, str, dict[str, Any]]] = []
+    writing = {"/data/a.txt"}
+    clock = Clock()
+    watcher = Watcher(
+        (FOLDER,),
+        jobs.extend,
+        settle=2.0,
+        gate=GATE,
+        clock=clock,
+        admit_path=admit_all,
+        busy=lambda entry: entry.path in writing,
+    )
+    watcher.on_event(FOLDER, FileCreatedEvent("/data/a.txt"))  # no open event seen
+    clock.now += 2.1
+    watcher.flush()
+    assert jobs == [] and watcher.pending() == 1
+    writing.clear()
+    watcher.flush()
+    assert jobs == []  # asked again only after another settle period
+    clock.now += 2.1
+    watcher.flush()
+    assert [k for k, _, _ in jobs] == ["files/a.txt"]
+
+
+def test_a_new_directory_goes_through_the_gate_and_the_open_check(tmp_path: Path) -> None:
+    from watchdog.events import DirCreatedEvent
+
+    folder = FolderConfig(tmp_path / "root", "", DEFAULT_EXCLUDES)
+    new = tmp_path / "root" / "new"
+    (new / "cache").mkdir(parents=True)
+    (new / "done.txt").write_bytes(b"done")
+    (new / "x.part").write_bytes(b"part")
+    (tmp_path / "secret.txt").write_bytes(b"private")
+    (new / "link").symlink_to(tmp_path / "secret.txt")
+    calls: list[list[tuple[str, str, dict[str, Any]]]] = []
+    clock = Clock()
+    watcher = Watcher((folder,), calls.append, settle=1.0, gate=GATE, clock=clock)
+    with open(new / "writing.bin", "wb") as writer:
+        writer.write(b"half")
+        watcher.on_event(folder, DirCreatedEvent(str(new)))
+        clock.now += 2
+        with structlog.testing.capture_logs() as logs:
+            watcher.flush()
+        assert [k for batch in calls for k, _, _ in batch] == ["new/done.txt"]
+        assert [(e["event"], e["reason"]) for e in logs] == [
+            ("skipped", "symlink points outside the folder")
+        ]
+        writer.write(b" and the rest")
+    clock.now += 2  # the close event is what normally comes next; without it, the settle
+    watcher.flush()
+    assert [k for batch in calls for k, _, _ in batch] == ["new/done.txt", "new/writing.bin"]
+
+
+def test_object_key_leaves_the_state_directory_alone() -> None:
+    assert object_key(FOLDER, "/data/.kcsync/kcsync.db", ".kcsync") is None
+    assert object_key(FOLDER, "/data/.kcsync-notes", ".kcsync") == "files/.kcsync-notes"
