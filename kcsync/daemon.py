@@ -342,13 +342,17 @@ class Daemon:
             rt = Runtime(config, Stats(), once=False)
             rt.ensure_bucket()
             rt.queue.release_all()
-            watcher = Watcher(
-                config.folders, self._enqueuer(rt), settle=config.daemon.settle, gate=rt.gate
-            )
             scheduler = ReconcileScheduler(
                 lambda: self._reconcile(rt),
                 interval=config.daemon.reconcile_interval,
                 cron=config.daemon.reconcile_cron,
+            )
+            watcher = Watcher(
+                config.folders,
+                self._enqueuer(rt),
+                settle=config.daemon.settle,
+                gate=rt.gate,
+                on_lost=lambda folder: scheduler.run_now(),
             )
             self._install_signals(scheduler)
             # Watch before the first reconcile scans: a change between the two is then seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -14,7 +15,17 @@ JOB_ID = "reconcile"
 
 
 class ReconcileScheduler:
+    """Runs ``run`` on the trigger, at start, and on request; never two at once.
+
+    A request while a reconcile runs is not dropped (APScheduler skips a job whose
+    instance is still running): the running one may have looked at the folder before the
+    change, so one more runs right after it. Any number of requests meanwhile make one.
+    """
+
     def __init__(self, run: Callable[[], None], *, interval: float, cron: str | None) -> None:
+        self._run = run
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
         # APScheduler logs every skipped overlapping run at WARNING through stdlib logging;
         # an overlap is expected (max_instances=1), not a warning.
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
@@ -25,7 +36,7 @@ class ReconcileScheduler:
             else IntervalTrigger(seconds=interval, timezone=UTC)
         )
         self._scheduler.add_job(
-            run,
+            self._reconcile,
             trigger,
             id=JOB_ID,
             max_instances=1,  # never two reconciles at once
@@ -37,11 +48,19 @@ class ReconcileScheduler:
     def start(self) -> None:
         self._scheduler.start()
 
+    def _reconcile(self) -> None:
+        self._wanted.set()
+        with self._lock:
+            if not self._wanted.is_set():
+                return  # a reconcile that started after this request has covered it
+            self._wanted.clear()
+            self._run()
+
     def run_now(self) -> None:
-        """SIGHUP: reconcile now (coalesced with one already running)."""
-        job = self._scheduler.get_job(JOB_ID)
-        if job is not None:
-            job.modify(next_run_time=datetime.now(UTC))
+        """SIGHUP, or events lost: reconcile now, or right after the one running."""
+        self._scheduler.add_job(
+            self._reconcile, "date", run_date=datetime.now(UTC), misfire_grace_time=None
+        )
 
     def shutdown(self) -> None:
         self._scheduler.shutdown(wait=False)

@@ -10,6 +10,7 @@ An event lost in a crash before it became a job is found by the reconcile at sta
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    EventsLostEvent,
     FileClosedEvent,
     FileClosedNoWriteEvent,
     FileCreatedEvent,
@@ -109,7 +111,13 @@ class Watcher:
         observer_factory: Callable[[], Any] = Observer,
         admit_path: Admit | None = None,
         busy: Callable[[LocalEntry], bool] = still_writing,
+        on_lost: Callable[[FolderConfig], None] = lambda folder: None,
     ) -> None:
+        self._on_lost = on_lost
+        self.overflows = 0  # times the kernel dropped events
+        # watchdog prints its own unstructured line for an overflow; ours (below) is the
+        # one in the JSON log, with a count and what is done about it.
+        logging.getLogger("watchdog.observers.inotify_c").setLevel(logging.ERROR)
         self._folders = folders
         self._gate = gate
         self._admit: Admit = admit_path or (lambda folder, rel: admit(folder, rel, gate))
@@ -193,6 +201,8 @@ class Watcher:
             self._hint(folder, src, NEW_DIR, now + self._settle)
         elif isinstance(event, DirDeletedEvent):
             self._hint(folder, src, DELETE_TREE, now + self._settle)
+        elif isinstance(event, EventsLostEvent):
+            self._lost(folder)
         elif isinstance(event, DirMovedEvent):
             # watchdog follows with one FileMovedEvent per file inside, which copy and delete
             # object by object; a destination outside the folder arrives as DirDeletedEvent.
@@ -220,27 +230,68 @@ class Watcher:
             if current is not None and current.op == MOVE and op == SYNC:
                 current.due = max(current.due, due)  # still a move; the copy checks the stat
                 return
+            if op == DELETE and self._tree_pending(key):
+                return  # the directory's own delete covers it
+            if op == DELETE_TREE:
+                # `rm -rf` reports every file, then every directory bottom-up: the outermost
+                # directory's one job deletes each object once, instead of a job per file,
+                # per sub-directory and per parent all deleting the same objects.
+                for other in [k for k, h in self._hints.items() if k.startswith(key)]:
+                    if self._hints[other].op in (DELETE, DELETE_TREE):
+                        del self._hints[other]
             self._hints[key] = Hint(op, path, due, folder, key)
+
+    def _tree_pending(self, key: str) -> bool:
+        """A delete of a directory above ``key`` is waiting (called under the lock)."""
+        at = key.find("/")
+        while at != -1:
+            hint = self._hints.get(key[: at + 1])
+            if hint is not None and hint.op == DELETE_TREE:
+                return True
+            at = key.find("/", at + 1)
+        return False
 
     def _moved(self, folder: FolderConfig, src: str, dest: str, now: float) -> None:
         src_key, dest_key = self._key(folder, src), self._key(folder, dest)
         with self._lock:
-            if src_key is not None:
-                self._hints.pop(src_key, None)
+            before = self._hints.pop(src_key, None) if src_key is not None else None
             count = self._opens.pop(src, 0)
             if count:
                 self._opens[dest] = count
+        # The name whose object holds this file's content: through a chain of renames
+        # inside the settle window (a -> b -> c) it is still the first one, a. The names
+        # in between (b) may hold objects of their own from before: they are settled by
+        # a delete hint, which does nothing if the name exists again when it runs.
+        origin, origin_path = src_key, src
+        if before is not None and before.op == MOVE and before.src_key is not None:
+            origin, origin_path = before.src_key, before.src_path or src
+            self._hint(folder, src, DELETE, now + self._settle)
         if dest_key is None:
-            if src_key is not None:
-                self._hint(folder, src, DELETE, now + self._settle)
+            if origin is not None:
+                self._hint(folder, origin_path, DELETE, now + self._settle)
             return
-        if src_key is None:  # e.g. "photo.jpg.part" -> "photo.jpg": the final name is complete
+        if origin is None or origin == dest_key:
+            # "photo.jpg.part" -> "photo.jpg" (the final name is complete), or a file
+            # moved back to where it was.
             self._hint(folder, dest, SYNC, now)
             return
         with self._lock:
             self._hints[dest_key] = Hint(
-                MOVE, dest, now, folder, dest_key, src_key=src_key, src_path=src
+                MOVE, dest, now, folder, dest_key, src_key=origin, src_path=origin_path
             )
+
+    def _lost(self, folder: FolderConfig) -> None:
+        """The kernel dropped events (inotify queue overflow): nothing seen can be trusted
+        to be complete, so the folder is reconciled at once rather than at the next tick."""
+        with self._lock:
+            self.overflows += 1
+            count = self.overflows
+        log.warning(
+            "inotify queue overflowed: events were lost; reconciling the folder now",
+            folder=str(folder.path),
+            overflows=count,
+        )
+        self._on_lost(folder)
 
     # -- settle thread -----------------------------------------------------------------------
 

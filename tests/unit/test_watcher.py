@@ -8,6 +8,7 @@ import pytest
 import structlog
 from watchdog.events import (
     DirDeletedEvent,
+    EventsLostEvent,
     FileClosedEvent,
     FileClosedNoWriteEvent,
     FileCreatedEvent,
@@ -323,3 +324,81 @@ def test_a_new_directory_goes_through_the_gate_and_the_open_check(tmp_path: Path
 def test_object_key_leaves_the_state_directory_alone() -> None:
     assert object_key(FOLDER, "/data/.kcsync/kcsync.db", ".kcsync") is None
     assert object_key(FOLDER, "/data/.kcsync-notes", ".kcsync") == "files/.kcsync-notes"
+
+
+def settled(watcher: Watcher, jobs: list[tuple[str, str, dict[str, Any]]], clock: Clock) -> dict:
+    clock.now += 10
+    watcher.flush()
+    return {key: (op, payload.get("src")) for key, op, payload in jobs}
+
+
+def test_a_chain_of_renames_carries_the_name_in_the_bucket() -> None:
+    watcher, jobs, clock = make()
+    for src, dest in (("a", "b"), ("b", "c"), ("c", "d")):
+        watcher.on_event(FOLDER, FileMovedEvent(f"/data/{src}.jpg", f"/data/{dest}.jpg"))
+    assert settled(watcher, jobs, clock) == {
+        "files/d.jpg": ("move", "files/a.jpg"),  # copied from the object that exists
+        "files/b.jpg": ("delete", None),  # may hold an object from before: settled too
+        "files/c.jpg": ("delete", None),
+    }
+    moved = next(p for k, _, p in jobs if k == "files/d.jpg")
+    assert moved["src_path"] == "/data/a.jpg"
+
+
+def test_swapping_two_files_through_a_temporary_name() -> None:
+    watcher, jobs, clock = make()
+    watcher.on_event(FOLDER, FileMovedEvent("/data/a.jpg", "/data/tmp.jpg"))
+    watcher.on_event(FOLDER, FileMovedEvent("/data/b.jpg", "/data/a.jpg"))
+    watcher.on_event(FOLDER, FileMovedEvent("/data/tmp.jpg", "/data/b.jpg"))
+    assert settled(watcher, jobs, clock) == {
+        "files/a.jpg": ("move", "files/b.jpg"),
+        "files/b.jpg": ("move", "files/a.jpg"),
+        "files/tmp.jpg": ("delete", None),
+    }
+
+
+def test_a_file_renamed_and_renamed_back_is_just_a_sync() -> None:
+    watcher, jobs, clock = make()
+    watcher.on_event(FOLDER, FileMovedEvent("/data/a.jpg", "/data/b.jpg"))
+    watcher.on_event(FOLDER, FileMovedEvent("/data/b.jpg", "/data/a.jpg"))
+    assert settled(watcher, jobs, clock) == {
+        "files/a.jpg": ("sync", None),
+        "files/b.jpg": ("delete", None),
+    }
+
+
+def test_renamed_then_moved_out_deletes_the_name_in_the_bucket() -> None:
+    watcher, jobs, clock = make()
+    watcher.on_event(FOLDER, FileMovedEvent("/data/a.jpg", "/data/b.jpg"))
+    watcher.on_event(FOLDER, FileMovedEvent("/data/b.jpg", "/elsewhere/b.jpg"))
+    assert settled(watcher, jobs, clock) == {
+        "files/a.jpg": ("delete", None),
+        "files/b.jpg": ("delete", None),
+    }
+
+
+def test_rm_rf_is_one_delete_per_object_not_one_per_event() -> None:
+    watcher, jobs, clock = make()
+    # inotify's order for `rm -rf /data/album`: files, then directories bottom-up.
+    for name in ("album/x/1.jpg", "album/x/2.jpg", "album/3.jpg"):
+        watcher.on_event(FOLDER, FileDeletedEvent(f"/data/{name}"))
+    watcher.on_event(FOLDER, DirDeletedEvent("/data/album/x"))
+    watcher.on_event(FOLDER, FileDeletedEvent("/data/album/x/late.jpg"))  # after its dir
+    watcher.on_event(FOLDER, DirDeletedEvent("/data/album"))
+    watcher.on_event(FOLDER, FileDeletedEvent("/data/other.jpg"))
+    assert settled(watcher, jobs, clock) == {
+        "files/album/": ("delete_tree", None),
+        "files/other.jpg": ("delete", None),
+    }
+
+
+def test_events_lost_are_one_warning_and_a_reconcile_request() -> None:
+    lost: list[FolderConfig] = []
+    watcher = Watcher(
+        (FOLDER,), lambda jobs: None, settle=1.0, gate=GATE, on_lost=lost.append
+    )
+    with structlog.testing.capture_logs() as logs:
+        watcher.on_event(FOLDER, EventsLostEvent("/data"))
+    assert lost == [FOLDER] and watcher.overflows == 1
+    (warning,) = [e for e in logs if e["log_level"] == "warning"]
+    assert "overflowed" in warning["event"] and warning["overflows"] == 1
