@@ -108,6 +108,7 @@ class Applier:
         mirror: bool,
         folders: tuple[FolderConfig, ...],
         budget: DeleteBudget,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._client = client
         self._transfer = transfer
@@ -118,6 +119,9 @@ class Applier:
         self._mirror = mirror
         self._folders = folders
         self._budget = budget
+        # Wall clock for IndexEntry.verified_ns: compared with file timestamps, which
+        # come from the wall clock too (a monotonic clock would mean nothing there).
+        self._clock = clock
 
     def run(self, key: str, op: str, payload: Mapping[str, Any]) -> Outcome:
         remote = RemoteEntry(**payload["remote"]) if payload.get("remote") else None
@@ -139,7 +143,7 @@ class Applier:
             return self._move(local, str(payload["src"]), payload.get("src_path"))
         previous = self._index.get(key)
         moved_on = "basis" in payload and payload["basis"] != _basis(previous)
-        if moved_on and previous is not None and previous.stat_matches(local):
+        if moved_on and previous is not None and previous.trusts(local):
             # Another job (say, one left by a killed run) synced this very file after the
             # reconcile looked: the work is done.
             return Outcome("nothing", key, 0, "already synced")
@@ -150,12 +154,13 @@ class Applier:
     def _upload(
         self, local: LocalEntry, previous: IndexEntry | None, md5: str | None, reason: str
     ) -> Outcome:
+        started = self._clock()  # before the transfer reads the file (IndexEntry.verified_ns)
         result = (
             self._transfer.put_slo(local)
             if plan.use_slo(local.size, self._threshold)
             else self._transfer.put(local, md5)
         )
-        self._record(local, result)
+        self._record(local, result, verified_ns=started)
         if result.segment_size == 0 and previous is not None and previous.segment_size:
             # A plain PUT replaced our manifest: its segments are now garbage.
             self._transfer.remove_segments(local.key)
@@ -165,13 +170,14 @@ class Applier:
     def _sync(self, local: LocalEntry) -> Outcome:
         """A watcher said the file changed; the index knows what we sent last."""
         previous = self._index.get(local.key)
-        if previous is not None and previous.stat_matches(local):
+        if previous is not None and previous.trusts(local):
             return Outcome("nothing", local.key, 0, "unchanged")
         md5 = None
         if previous is not None and previous.size == local.size:
+            started = self._clock()
             same, md5 = _same_content(local, previous)
-            if same:  # touched, not changed: remember the new stat only
-                self._index.put(_restated(previous, local))
+            if same:  # touched (or too recent to trust), not changed: remember the new stat
+                self._index.put(_restated(previous, local, started))
                 return Outcome("nothing", local.key, 0, "content unchanged")
         return self._upload(local, previous, md5, "changed")
 
@@ -184,10 +190,13 @@ class Applier:
         """
         source = self._index.get(src)
         outcome: Outcome | None = None
-        same_file = source is not None and (source.size, source.mtime_ns, source.inode) == (
-            local.size,
-            local.mtime_ns,
-            local.inode,
+        # Not trusts(): the rename itself moved ctime. The racy rule still holds, or a
+        # rewrite in the tick of the last upload would be copied from the stale object.
+        same_file = (
+            source is not None
+            and (source.size, source.mtime_ns, source.inode)
+            == (local.size, local.mtime_ns, local.inode)
+            and not source.racy
         )
         if source is not None and same_file and source.segment_size == 0:
             try:
@@ -198,7 +207,11 @@ class Applier:
                 etag = None
             if etag == source.md5:
                 signature = RemoteSignature(source.md5, local.size, None)
-                self._record(local, Uploaded(source.md5, 0, None, signature, 0))
+                self._record(
+                    local,
+                    Uploaded(source.md5, 0, None, signature, 0),
+                    verified_ns=source.verified_ns,  # no read here: the source's read vouches
+                )
                 log.info("copied", object=local.key, source=src)
                 outcome = Outcome("copied", local.key, 0, f"renamed from {src}")
         if outcome is None:
@@ -207,7 +220,7 @@ class Applier:
             self._delete(src, src_path, None, False)
         return outcome
 
-    def _record(self, local: LocalEntry, result: Uploaded) -> None:
+    def _record(self, local: LocalEntry, result: Uploaded, *, verified_ns: int) -> None:
         self._index.put(
             IndexEntry(
                 key=local.key,
@@ -220,13 +233,18 @@ class Applier:
                 slo_etag=result.slo_etag,
                 remote=result.remote,
                 segment_prefix=result.segment_prefix,
+                verified_ns=verified_ns,
             )
         )
 
     def _check(
         self, local: LocalEntry, remote: RemoteEntry, previous: IndexEntry | None
     ) -> Outcome:
-        unchanged = previous is not None and previous.stat_matches(local)
+        # Taken before any read below. When nothing is read (a trusted entry's digest is
+        # reused), it is still sound: the content was known at the trusted verification
+        # and, outside the racy window, any write since would have moved the stat.
+        started = self._clock()
+        unchanged = previous is not None and previous.trusts(local)
         md5 = previous.md5 if previous is not None and unchanged and previous.md5 else None
         facts: ObjectFacts | None = None
         segments_match: bool | None = None
@@ -274,6 +292,7 @@ class Applier:
                 0,
                 own_segment_prefix(local.key, facts),
             ),
+            verified_ns=started,
         )
         event = (
             "adopted" if "digest not comparable" not in decision.reason else "adopted-unverified"
@@ -368,8 +387,14 @@ def _exists_locally(folder: FolderConfig, key: str) -> bool:
     return path is None or os.path.lexists(path)  # a name we could not map: not ours
 
 
-def _restated(entry: IndexEntry, local: LocalEntry) -> IndexEntry:
-    return replace(entry, mtime_ns=local.mtime_ns, inode=local.inode, ctime_ns=local.ctime_ns)
+def _restated(entry: IndexEntry, local: LocalEntry, verified_ns: int) -> IndexEntry:
+    return replace(
+        entry,
+        mtime_ns=local.mtime_ns,
+        inode=local.inode,
+        ctime_ns=local.ctime_ns,
+        verified_ns=verified_ns,
+    )
 
 
 def own_segment_prefix(key: str, facts: ObjectFacts | None) -> str | None:

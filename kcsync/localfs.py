@@ -15,7 +15,7 @@ from typing import IO
 
 from kcsync.config import FolderConfig
 from kcsync.errors import FileChangedError, LocalFileError
-from kcsync.model import BadEntry, LocalEntry
+from kcsync.model import BadEntry, LocalEntry, stat_key
 
 CHUNK = 1024 * 1024
 ScanDir = Callable[[str], "os._ScandirIterator[str]"]
@@ -200,9 +200,13 @@ def open_file(entry: LocalEntry) -> io.BufferedReader:
 
 
 def check_unchanged(entry: LocalEntry) -> None:
-    """Raise FileChangedError if the file is not as it was when ``entry`` was taken."""
+    """Raise FileChangedError if the file is not as it was when ``entry`` was taken.
+
+    All of size, mtime, ctime and inode: a same-size rewrite whose mtime was set back
+    (`cp -p`, `touch -d`) moves ctime, and a file replaced by rename has a new inode.
+    """
     now = restat(entry)
-    if (now.size, now.mtime_ns) != (entry.size, entry.mtime_ns):
+    if stat_key(now) != stat_key(entry):
         raise FileChangedError(f"{printable(entry.path)}: changed while it was read")
 
 

@@ -26,6 +26,7 @@ def entry(segment_size: int = 10, prefix: str | None = LIVE) -> IndexEntry:
         None,
         RemoteSignature("h", 1, None),
         segment_prefix=prefix,
+        verified_ns=0,
     )
 
 
