@@ -190,15 +190,8 @@ class Applier:
         """
         source = self._index.get(src)
         outcome: Outcome | None = None
-        # Not trusts(): the rename itself moved ctime. The racy rule still holds, or a
-        # rewrite in the tick of the last upload would be copied from the stale object.
-        same_file = (
-            source is not None
-            and (source.size, source.mtime_ns, source.inode)
-            == (local.size, local.mtime_ns, local.inode)
-            and not source.racy
-        )
-        if source is not None and same_file and source.segment_size == 0:
+        verified_ns = None if source is None else self._same_plain_file(source, local)
+        if source is not None and verified_ns is not None:
             try:
                 etag = self._client.copy_object(
                     self._container, src, local.key, object_headers(local, source.md5)
@@ -210,7 +203,7 @@ class Applier:
                 self._record(
                     local,
                     Uploaded(source.md5, 0, None, signature, 0),
-                    verified_ns=source.verified_ns,  # no read here: the source's read vouches
+                    verified_ns=verified_ns,
                 )
                 log.info("copied", object=local.key, source=src)
                 outcome = Outcome("copied", local.key, 0, f"renamed from {src}")
@@ -219,6 +212,24 @@ class Applier:
         if source is not None and (src_path is None or not os.path.lexists(src_path)):
             self._delete(src, src_path, None, False)
         return outcome
+
+    def _same_plain_file(self, source: IndexEntry, local: LocalEntry) -> int | None:
+        """The verified_ns to record when ``local`` is the file ``source`` recorded as a
+        plain object (so a copy of it is this file); None when it is not, or may not be."""
+        # Not trusts(): the rename itself moved ctime.
+        if source.segment_size or (source.size, source.mtime_ns, source.inode) != (
+            local.size,
+            local.mtime_ns,
+            local.inode,
+        ):
+            return None
+        if not source.racy:
+            return source.verified_ns  # no read here: the source's read vouches
+        # Recorded in the file's timestamp tick (a file renamed right after its upload): a
+        # rewrite in that tick would be copied from the stale object unless the bytes are
+        # compared. A hash still beats an upload.
+        started = self._clock()
+        return started if hash_file(local)[0] == source.md5 else None
 
     def _record(self, local: LocalEntry, result: Uploaded, *, verified_ns: int) -> None:
         self._index.put(
