@@ -15,7 +15,7 @@ import structlog
 from kcsync import plan
 from kcsync.config import FolderConfig
 from kcsync.errors import GuardError, LocalFileError, NotFoundError
-from kcsync.localfs import folder_path_for, hash_file, restat
+from kcsync.localfs import check_unchanged, folder_path_for, hash_file, restat
 from kcsync.model import IndexEntry, LocalEntry, ObjectFacts, RemoteEntry, RemoteSignature
 from kcsync.store.index import Index
 from kcsync.swift.client import SwiftClient
@@ -160,11 +160,17 @@ class Applier:
             if plan.use_slo(local.size, self._threshold)
             else self._transfer.put(local, md5)
         )
+        # Recorded with the stat the upload read under, whatever the file is now: the
+        # index must say what the bucket holds, and a later look then sees any change.
         self._record(local, result, verified_ns=started)
         if result.segment_size == 0 and previous is not None and previous.segment_size:
             # A plain PUT replaced our manifest: its segments are now garbage.
             self._transfer.remove_segments(local.key)
         log.info("uploaded", object=local.key, bytes=local.size, reason=reason)
+        # The transfer checked the file after its last read, but a write between that check
+        # and the record above (a PUT can take minutes) would wait for the next reconcile:
+        # FileChangedError makes the worker pool run this job again in a second.
+        check_unchanged(local)
         return Outcome("uploaded", local.key, result.bytes_sent, reason)
 
     def _sync(self, local: LocalEntry) -> Outcome:

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from kcsync import cli
+from kcsync.model import LocalEntry
+from kcsync.transfer import Transfer, Uploaded
 from tests.conftest import Backend
-from tests.e2e.harness import Env
+from tests.e2e.harness import Env, parse_events
 
 pytestmark = pytest.mark.server
 
@@ -105,3 +107,38 @@ def test_same_size_rewrite_in_the_upload_second_is_uploaded_and_reruns_stay_chea
     assert cheap.requests.get("PUT", 0) == 0 and cheap.requests.get("HEAD", 0) == 1
     assert "1 unchanged" in cheap.stdout
     assert env.download("files/note.txt") == new
+
+
+def test_file_changed_after_its_upload_is_queued_again_in_the_same_run(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = env.write("a.bin", b"first content")
+    final = b"the content at the end, longer"
+    real_put = Transfer.put
+    rewrites: list[bool] = []
+
+    def put_then_rewrite(
+        self: Transfer, entry: LocalEntry, known_md5: str | None = None
+    ) -> Uploaded:
+        result = real_put(self, entry, known_md5)
+        if not rewrites:
+            # The writer strikes after the PUT was verified and before the index records
+            # it: the transfer's own checks have all passed.
+            path.write_bytes(final)
+            rewrites.append(True)
+        return result
+
+    monkeypatch.setattr(Transfer, "put", put_then_rewrite)
+    env.configure()
+
+    code = cli.main(["-c", str(env.config_path), "--once", "--log-format", "json"])
+
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert rewrites == [True]
+    assert env.download("files/a.bin") == final
+    events = parse_events(err)
+    failed = [e for e in events if e.get("event") == "job failed"]
+    assert len(failed) == 1 and "changed" in failed[0]["error"] and not failed[0]["dead"]
+    # Uploaded twice: the first content (recorded with its own stat), then the final one.
+    assert [e["object"] for e in events if e.get("event") == "uploaded"] == ["files/a.bin"] * 2
