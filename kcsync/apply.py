@@ -16,7 +16,14 @@ from kcsync import plan
 from kcsync.config import FolderConfig
 from kcsync.errors import GuardError, LocalFileError, NotFoundError
 from kcsync.localfs import check_unchanged, folder_path_for, hash_file, restat
-from kcsync.model import IndexEntry, LocalEntry, ObjectFacts, RemoteEntry, RemoteSignature
+from kcsync.model import (
+    IndexEntry,
+    LocalEntry,
+    ObjectFacts,
+    RemoteEntry,
+    RemoteSignature,
+    stat_key,
+)
 from kcsync.store.index import Index
 from kcsync.swift.client import SwiftClient
 from kcsync.swift.slo import parse_mtime_ns, segment_prefix, slo_etag, uniform_ranges
@@ -147,6 +154,11 @@ class Applier:
             # Another job (say, one left by a killed run) synced this very file after the
             # reconcile looked: the work is done.
             return Outcome("nothing", key, 0, "already synced")
+        if moved_on and previous is not None and stat_key(previous) == stat_key(local):
+            # Synced after the reconcile looked, but recorded in the file's timestamp tick
+            # (that job uploaded a file written just before): compare the bytes with what
+            # it sent rather than upload again, or with the listing, which predates it.
+            return self._sync(local)
         if op == CHECK and remote is not None:
             return self._check(local, remote, previous)
         return self._upload(local, previous, None, str(payload.get("reason", "")))
