@@ -16,8 +16,15 @@ from kcsync import plan
 from kcsync.config import FolderConfig
 from kcsync.errors import GuardError, KcsyncError, LocalFileError, NotFoundError
 from kcsync.gate import Gate, ours_to_judge
-from kcsync.localfs import admit, folder_path_for, hash_file
-from kcsync.model import IndexEntry, LocalEntry, ObjectFacts, RemoteEntry, RemoteSignature
+from kcsync.localfs import admit, check_unchanged, folder_path_for, hash_file
+from kcsync.model import (
+    IndexEntry,
+    LocalEntry,
+    ObjectFacts,
+    RemoteEntry,
+    RemoteSignature,
+    stat_key,
+)
 from kcsync.store.index import Index
 from kcsync.store.segments import SegmentLedger
 from kcsync.swift.client import SwiftClient
@@ -120,6 +127,7 @@ class Applier:
         budget: DeleteBudget,
         gate: Gate,
         ledger: SegmentLedger,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self._ledger = ledger
         self._client = client
@@ -132,6 +140,9 @@ class Applier:
         self._folders = folders
         self._budget = budget
         self._gate = gate
+        # Wall clock for IndexEntry.verified_ns: compared with file timestamps, which
+        # come from the wall clock too (a monotonic clock would mean nothing there).
+        self._clock = clock
 
     def run(self, key: str, op: str, payload: Mapping[str, Any]) -> Outcome:
         remote = RemoteEntry(**payload["remote"]) if payload.get("remote") else None
@@ -158,10 +169,15 @@ class Applier:
             return self._move(local, str(payload["src"]), payload.get("src_path"))
         previous = self._index.get(key)
         moved_on = "basis" in payload and payload["basis"] != _basis(previous)
-        if moved_on and previous is not None and previous.stat_matches(local):
+        if moved_on and previous is not None and previous.trusts(local):
             # Another job (say, one left by a killed run) synced this very file after the
             # reconcile looked: the work is done.
             return Outcome("nothing", key, 0, "already synced")
+        if moved_on and previous is not None and stat_key(previous) == stat_key(local):
+            # Synced after the reconcile looked, but recorded in the file's timestamp tick
+            # (that job uploaded a file written just before): compare the bytes with what
+            # it sent rather than upload again, or with the listing, which predates it.
+            return self._sync(local)
         if op == CHECK and remote is not None:
             return self._check(local, remote, previous)
         return self._upload(local, previous, None, str(payload.get("reason", "")))
@@ -169,28 +185,36 @@ class Applier:
     def _upload(
         self, local: LocalEntry, previous: IndexEntry | None, md5: str | None, reason: str
     ) -> Outcome:
+        started = self._clock()  # before the transfer reads the file (IndexEntry.verified_ns)
         result = (
             self._transfer.put_slo(local)
             if plan.use_slo(local.size, self._threshold)
             else self._transfer.put(local, md5)
         )
-        self._record(local, result)
+        # Recorded with the stat the upload read under, whatever the file is now: the
+        # index must say what the bucket holds, and a later look then sees any change.
+        self._record(local, result, verified_ns=started)
         # Our PUT replaced whatever the object was: every other group of ours for it is
         # referenced by nothing now (a new SLO references only its own group).
         self._replaced(local.key, result.segment_prefix, previous)
         log.info("uploaded", object=local.key, bytes=local.size, reason=reason)
+        # The transfer checked the file after its last read, but a write between that check
+        # and the record above (a PUT can take minutes) would wait for the next reconcile:
+        # FileChangedError makes the worker pool run this job again in a second.
+        check_unchanged(local)
         return Outcome("uploaded", local.key, result.bytes_sent, reason)
 
     def _sync(self, local: LocalEntry) -> Outcome:
         """A watcher said the file changed; the index knows what we sent last."""
         previous = self._index.get(local.key)
-        if previous is not None and previous.stat_matches(local):
+        if previous is not None and previous.trusts(local):
             return Outcome("nothing", local.key, 0, "unchanged")
         md5 = None
         if previous is not None and previous.size == local.size:
+            started = self._clock()
             same, md5 = _same_content(local, previous)
-            if same:  # touched, not changed: remember the new stat only
-                self._index.put(_restated(previous, local))
+            if same:  # touched (or too recent to trust), not changed: remember the new stat
+                self._index.put(_restated(previous, local, started))
                 return Outcome("nothing", local.key, 0, "content unchanged")
         return self._upload(local, previous, md5, "changed")
 
@@ -203,12 +227,8 @@ class Applier:
         """
         source = self._index.get(src)
         outcome: Outcome | None = None
-        same_file = source is not None and (source.size, source.mtime_ns, source.inode) == (
-            local.size,
-            local.mtime_ns,
-            local.inode,
-        )
-        if source is not None and same_file and source.segment_size == 0:
+        verified_ns = None if source is None else self._same_plain_file(source, local)
+        if source is not None and verified_ns is not None:
             try:
                 etag = self._client.copy_object(
                     self._container, src, local.key, object_headers(local, source.md5)
@@ -217,7 +237,11 @@ class Applier:
                 etag = None
             if etag == source.md5:
                 signature = RemoteSignature(source.md5, local.size, None)
-                self._record(local, Uploaded(source.md5, 0, None, signature, 0))
+                self._record(
+                    local,
+                    Uploaded(source.md5, 0, None, signature, 0),
+                    verified_ns=verified_ns,
+                )
                 log.info("copied", object=local.key, source=src)
                 outcome = Outcome("copied", local.key, 0, f"renamed from {src}")
         if outcome is None:
@@ -239,7 +263,25 @@ class Applier:
         except KcsyncError as exc:
             log.warning("old segments left for the collector", object=key, error=str(exc))
 
-    def _record(self, local: LocalEntry, result: Uploaded) -> None:
+    def _same_plain_file(self, source: IndexEntry, local: LocalEntry) -> int | None:
+        """The verified_ns to record when ``local`` is the file ``source`` recorded as a
+        plain object (so a copy of it is this file); None when it is not, or may not be."""
+        # Not trusts(): the rename itself moved ctime.
+        if source.segment_size or (source.size, source.mtime_ns, source.inode) != (
+            local.size,
+            local.mtime_ns,
+            local.inode,
+        ):
+            return None
+        if not source.racy:
+            return source.verified_ns  # no read here: the source's read vouches
+        # Recorded in the file's timestamp tick (a file renamed right after its upload): a
+        # rewrite in that tick would be copied from the stale object unless the bytes are
+        # compared. A hash still beats an upload.
+        started = self._clock()
+        return started if hash_file(local)[0] == source.md5 else None
+
+    def _record(self, local: LocalEntry, result: Uploaded, *, verified_ns: int) -> None:
         self._index.put(
             IndexEntry(
                 key=local.key,
@@ -252,13 +294,18 @@ class Applier:
                 slo_etag=result.slo_etag,
                 remote=result.remote,
                 segment_prefix=result.segment_prefix,
+                verified_ns=verified_ns,
             )
         )
 
     def _check(
         self, local: LocalEntry, remote: RemoteEntry, previous: IndexEntry | None
     ) -> Outcome:
-        unchanged = previous is not None and previous.stat_matches(local)
+        # Taken before any read below. When nothing is read (a trusted entry's digest is
+        # reused), it is still sound: the content was known at the trusted verification
+        # and, outside the racy window, any write since would have moved the stat.
+        started = self._clock()
+        unchanged = previous is not None and previous.trusts(local)
         md5 = previous.md5 if previous is not None and unchanged and previous.md5 else None
         facts: ObjectFacts | None = None
         segments_match: bool | None = None
@@ -321,6 +368,7 @@ class Applier:
                 0,
                 live,
             ),
+            verified_ns=started,
         )
         event = (
             "adopted" if "digest not comparable" not in decision.reason else "adopted-unverified"
@@ -423,8 +471,14 @@ def _exists_locally(folder: FolderConfig, key: str) -> bool:
     return path is None or os.path.lexists(path)  # a name we could not map: not ours
 
 
-def _restated(entry: IndexEntry, local: LocalEntry) -> IndexEntry:
-    return replace(entry, mtime_ns=local.mtime_ns, inode=local.inode, ctime_ns=local.ctime_ns)
+def _restated(entry: IndexEntry, local: LocalEntry, verified_ns: int) -> IndexEntry:
+    return replace(
+        entry,
+        mtime_ns=local.mtime_ns,
+        inode=local.inode,
+        ctime_ns=local.ctime_ns,
+        verified_ns=verified_ns,
+    )
 
 
 def live_group(

@@ -23,7 +23,7 @@ from kcsync.gate import (  # re-exported: the name rules used to live here
     is_excluded_path,
     valid_relative_name,
 )
-from kcsync.model import BadEntry, LocalEntry
+from kcsync.model import BadEntry, LocalEntry, stat_key
 
 __all__ = ["Gate", "is_excluded", "is_excluded_path", "valid_relative_name"]
 
@@ -284,9 +284,13 @@ def held_for_writing(fd: int) -> bool:
 
 
 def check_unchanged(entry: LocalEntry) -> None:
-    """Raise FileChangedError if the file is not as it was when ``entry`` was taken."""
+    """Raise FileChangedError if the file is not as it was when ``entry`` was taken.
+
+    All of size, mtime, ctime and inode: a same-size rewrite whose mtime was set back
+    (`cp -p`, `touch -d`) moves ctime, and a file replaced by rename has a new inode.
+    """
     now = restat(entry)
-    if (now.size, now.mtime_ns) != (entry.size, entry.mtime_ns):
+    if stat_key(now) != stat_key(entry):
         raise FileChangedError(f"{printable(entry.path)}: changed while it was read")
 
 

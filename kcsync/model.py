@@ -3,11 +3,42 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 # md5 of zero bytes: what RGW lists as the hash of every SLO manifest, and what
 # both servers list for a DLO manifest (and for a genuinely empty object).
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
+
+# How long after a file's last timestamp a read of it must have started before the stat
+# may stand for the content ("racily clean", git's Documentation/technical/racy-git.txt).
+# A write that lands in the same timestamp tick as the one recorded leaves size, mtime,
+# ctime and inode all as they were, so only a read that began a whole tick after the
+# file's timestamps can know it saw the last write. Ticks are coarse: FAT keeps mtime in
+# 2 s, ext4 with 128-byte inodes (and ext3) in 1 s, and even nanosecond filesystems stamp
+# files from the kernel's coarse clock, which lags the wall clock by up to a jiffy. 3 s
+# covers FAT's 2 s plus that lag with room for NTP slewing; the price is one more hash of
+# a file modified within 3 s of its upload, paid once.
+RACY_WINDOW_NS = 3_000_000_000
+
+
+class StatLike(Protocol):
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
+    @property
+    def ctime_ns(self) -> int: ...
+    @property
+    def inode(self) -> int: ...
+
+
+def stat_key(entry: StatLike) -> tuple[int, int, int, int]:
+    """The stat fields that say a file is the same file with the same content, as far as
+    a stat can: ctime as well as mtime, since `cp -p`, `touch -d` and `rsync -t` set mtime
+    back to an old value but the kernel always moves ctime forward; inode, since a file
+    replaced by rename can have the old size and mtime."""
+    return (entry.size, entry.mtime_ns, entry.ctime_ns, entry.inode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +117,8 @@ class IndexEntry:
     """What kcsync last uploaded (or adopted) for one object name, and the file it came from.
 
     The stat fields are the hash cache: a file whose size, mtime, inode and ctime are
-    unchanged is not read again.
+    unchanged is not read again, unless the entry was recorded too soon after the file's
+    timestamps to vouch for its content (see ``trusts``).
     """
 
     key: str
@@ -103,6 +135,13 @@ class IndexEntry:
     # Where the live segments of our own SLO are; None when unknown (an SLO adopted from
     # another tool or a lost index): then no segment of this name is ever collected.
     segment_prefix: str | None = None
+    # Wall clock (time.time_ns) taken before the content read that produced ``md5`` or
+    # ``slo_etag`` began. Before, not after: a write during a long read, in the tick of
+    # the recorded mtime, can leave a mixed digest and an unchanged stat; only the start
+    # of the read bounds when the last unseen write could have happened. 0: recorded
+    # before kcsync kept it (schema 2); such rows stay trusted on a stat match as they were,
+    # so an upgrade does not re-read every file. Required, so no new row forgets it.
+    verified_ns: int = field(kw_only=True)
 
     @property
     def holds_slo_digest(self) -> bool:
@@ -110,13 +149,19 @@ class IndexEntry:
         a whole-file MD5."""
         return not self.md5 and bool(self.slo_etag) and self.segment_size > 1
 
-    def stat_matches(self, local: LocalEntry) -> bool:
-        return (
-            self.size == local.size
-            and self.mtime_ns == local.mtime_ns
-            and self.inode == local.inode
-            and self.ctime_ns == local.ctime_ns
-        )
+    @property
+    def racy(self) -> bool:
+        """Recorded within RACY_WINDOW_NS of the file's own timestamps: a write right after
+        the read may have kept every stat field, so the stat cannot vouch for the content.
+        A timestamp ahead of the clock (skew, `touch -d` into the future) counts as racy."""
+        if not self.verified_ns:
+            return False  # legacy row: trusted as before the rule existed
+        return self.verified_ns - max(self.mtime_ns, self.ctime_ns) < RACY_WINDOW_NS
+
+    def trusts(self, local: LocalEntry) -> bool:
+        """The one rule for "unchanged": the file still holds what this entry recorded,
+        without reading it. Every shortcut that skips a read or an upload asks this."""
+        return stat_key(self) == stat_key(local) and not self.racy
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,7 @@ class Reconciler:
             elif action is plan.Action.ADOPT:
                 assert entry is not None and remote is not None
                 signature = RemoteSignature(remote.hash, remote.bytes, None)
+                # Only the listing moved (decide trusted the stat): verified_ns stays as is.
                 self._sink.adopt(replace(entry, remote=signature))
                 self._stats.add(unchanged=1)
             elif action is plan.Action.DELETE:

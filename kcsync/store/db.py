@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _GROUPS = """
 -- Every SLO segment group kcsync wrote (DESIGN §4): recorded before its first segment
@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS entries (
     remote_hash TEXT NOT NULL,
     remote_bytes INTEGER NOT NULL,
     remote_last_modified TEXT,
-    segment_prefix TEXT
+    segment_prefix TEXT,
+    verified_ns INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 -- One row per path with work to do. A claimed job carries a lease; it is deleted only
 -- after success, so a crash leaves it to be claimed again once the lease expires.
@@ -77,6 +78,10 @@ _SCHEMA += _GROUPS
 _MIGRATIONS = [
     _SCHEMA,
     "ALTER TABLE entries ADD COLUMN segment_prefix TEXT;",
+    # 2 -> 3: when the recorded content was read (IndexEntry.verified_ns). Old rows get 0,
+    # which the trust rule treats as before it existed: an upgrade re-reads nothing.
+    "ALTER TABLE entries ADD COLUMN verified_ns INTEGER NOT NULL DEFAULT 0;",
+    # 3 -> 4: the segment ledger (store/segments.py).
     _GROUPS,
 ]
 

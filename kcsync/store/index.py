@@ -9,12 +9,15 @@ from kcsync.store.db import Database
 
 _COLUMNS = (
     "key, size, mtime_ns, inode, ctime_ns, md5, segment_size, slo_etag, "
-    "remote_hash, remote_bytes, remote_last_modified, segment_prefix"
+    "remote_hash, remote_bytes, remote_last_modified, segment_prefix, verified_ns"
 )
+_PLACEHOLDERS = ",".join("?" * len(_COLUMNS.split(",")))
 
 
 def _row_to_entry(row: tuple[object, ...]) -> IndexEntry:
-    (key, size, mtime_ns, inode, ctime_ns, md5, segsize, slo_etag, rhash, rbytes, rlm, sp) = row
+    (key, size, mtime_ns, inode, ctime_ns, md5, segsize, slo_etag, rhash, rbytes, rlm, sp, vns) = (
+        row
+    )
     return IndexEntry(
         key=str(key),
         size=int(size),  # type: ignore[call-overload]
@@ -30,6 +33,7 @@ def _row_to_entry(row: tuple[object, ...]) -> IndexEntry:
             last_modified=None if rlm is None else str(rlm),
         ),
         segment_prefix=None if sp is None else str(sp),
+        verified_ns=int(vns),  # type: ignore[call-overload]
     )
 
 
@@ -45,7 +49,7 @@ class Index:
     def put(self, e: IndexEntry) -> None:
         with self._db.tx() as c:
             c.execute(
-                f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
                 (
                     e.key,
                     e.size,
@@ -59,6 +63,7 @@ class Index:
                     e.remote.bytes,
                     e.remote.last_modified,
                     e.segment_prefix,
+                    e.verified_ns,
                 ),
             )
 

@@ -8,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import swiftclient
 import yaml
 
+from kcsync.model import RACY_WINDOW_NS
 from tests.conftest import Backend
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,6 +82,21 @@ class Env:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         return path
+
+    def wait_until_settled(self, timeout: float = 30.0) -> None:
+        """Until every file in the folder was last changed longer than the racy window
+        ago, so the next run's records are trusted by the runs after it (IndexEntry.racy):
+        a test that wants a cheap rerun must not write and sync within the same moment."""
+        newest = max((max(st.st_mtime_ns, st.st_ctime_ns) for st in self._stats()), default=0)
+        deadline = time.monotonic() + timeout
+        while time.time_ns() - newest < RACY_WINDOW_NS:
+            assert time.monotonic() < deadline, "files never left the racy window"
+            time.sleep(0.05)  # a poll step, bounded by the deadline
+
+    def _stats(self) -> Iterator[os.stat_result]:
+        for dirpath, _, names in os.walk(self.data):
+            for name in names:
+                yield os.lstat(os.path.join(dirpath, name))
 
     # -- running kcsync ----------------------------------------------------------------------
 

@@ -72,6 +72,7 @@ def test_tree_uploaded_by_swift_cli_with_slo_is_already_in_sync(env: Env) -> Non
         env, "upload", "--use-slo", "-S", str(SEG), "--object-name", "files", env.bucket, "data"
     )
     assert sorted(env.names()) == sorted(f"files/{r}" for r in files)
+    env.wait_until_settled()  # so the adopted records are trusted by the second run
 
     first = env.run("--once", "--log-level", "debug")  # per-file "adopted" lines
     second = env.run()

@@ -55,6 +55,7 @@ def test_rerun_without_changes_reads_no_file_and_sends_only_listings(
 ) -> None:
     sample_tree(env)
     env.write("big.bin", os.urandom(1_300_000))  # an SLO, whose listing entry differs
+    env.wait_until_settled()  # else the first run's records are racy and get re-read
     assert env.run().code == 0
     opened: list[str] = []
     real_open = localfs.open_file
@@ -192,6 +193,7 @@ def test_lost_state_is_rebuilt_without_uploading_again(env: Env) -> None:
     env.write("big.bin", os.urandom(1_500_000))
     assert env.run().code == 0
     shutil.rmtree(env.state)
+    env.wait_until_settled()  # so the rebuilt records are trusted by the run after
 
     rebuilt = env.run("--once", "--log-level", "debug")  # per-file "adopted" lines
     after = env.run()

@@ -29,6 +29,7 @@ def indexed(local: LocalEntry, md5: str, segment_size: int, slo: str | None) -> 
         segment_size=segment_size,
         slo_etag=slo,
         remote=RemoteSignature("x", local.size, None),
+        verified_ns=0,
     )
 
 

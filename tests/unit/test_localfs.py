@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -519,8 +521,48 @@ def rewrite_same_size(path: Path) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
 
 
-CHANGES = [grow, shrink, touch, rewrite_same_size]
-CHANGE_IDS = ["grew", "shrank", "touched", "rewritten-same-size"]
+def rewrite_mtime_restored(path: Path) -> None:
+    """New bytes of the same size with the old mtime put back (`cp -p`, `rsync -t`): only
+    ctime tells."""
+    st = path.stat()
+    flipped = bytes(255 - b for b in path.read_bytes())
+
+    def change() -> None:
+        path.write_bytes(flipped)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    _until_ctime_moves(path, st.st_ctime_ns, change)
+
+
+def replace_by_rename(path: Path) -> None:
+    """Another file of the same size and mtime renamed over this one: only the inode (and
+    perhaps ctime) tells."""
+    st = path.stat()
+    new = path.with_name(path.name + ".new")
+    new.write_bytes(bytes(255 - b for b in path.read_bytes()))
+    os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+    new.replace(path)
+
+
+def _until_ctime_moves(path: Path, before_ns: int, change: Callable[[], None]) -> None:
+    # The kernel stamps ctime from a coarse clock: a change within the same tick as the
+    # file's creation keeps the old ctime, which would test nothing. Repeat until it moves.
+    deadline = time.monotonic() + 5.0
+    change()
+    while path.stat().st_ctime_ns == before_ns:
+        assert time.monotonic() < deadline, "ctime never moved"
+        change()
+
+
+CHANGES = [grow, shrink, touch, rewrite_same_size, rewrite_mtime_restored, replace_by_rename]
+CHANGE_IDS = [
+    "grew",
+    "shrank",
+    "touched",
+    "rewritten-same-size",
+    "rewritten-mtime-restored",
+    "replaced-by-rename",
+]
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=CHANGE_IDS)

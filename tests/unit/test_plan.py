@@ -9,6 +9,7 @@ import pytest
 
 from kcsync.model import (
     EMPTY_MD5,
+    RACY_WINDOW_NS,
     IndexEntry,
     LocalEntry,
     ObjectFacts,
@@ -45,7 +46,13 @@ INDEX = IndexEntry(
     segment_size=0,
     slo_etag=None,
     remote=RemoteSignature(MD5, SIZE, None),
+    verified_ns=MTIME_NS + 60 * 10**9,  # read a minute after the file was last written
 )
+# Uploaded half a second after the write: a rewrite in the same tick keeps every stat field.
+RACY = dataclasses.replace(INDEX, verified_ns=MTIME_NS + 500_000_000)
+# cp -p: mtime set a day back, but ctime says the content arrived just before the upload.
+COPIED = dataclasses.replace(LOCAL, mtime_ns=MTIME_NS - 86_400 * 10**9)
+COPIED_RACY = dataclasses.replace(RACY, mtime_ns=COPIED.mtime_ns)
 # The file was touched since it was indexed (mtime and ctime moved).
 TOUCHED = dataclasses.replace(LOCAL, mtime_ns=MTIME_NS + 10**9, ctime_ns=MTIME_NS + 10**9)
 # Indexed while the object was an SLO; the bucket now lists a plain object of the same content.
@@ -124,6 +131,66 @@ INDEX_SWIFT_SLO = dataclasses.replace(
 )
 def test_decide(local, remote, index, mirror, action, reason):
     decision = decide(local, remote, index, mirror=mirror)
+    assert (decision.action, decision.reason) == (action, reason)
+
+
+@pytest.mark.parametrize(
+    ("local", "remote", "index", "action", "reason"),
+    [
+        (LOCAL, PLAIN, RACY, Action.CHECK, "stat too recent to trust"),
+        (
+            LOCAL,
+            SWIFT_SLO,
+            dataclasses.replace(INDEX_SWIFT_SLO, verified_ns=RACY.verified_ns),
+            Action.CHECK,
+            "stat too recent to trust",
+        ),
+        # The listing alone would adopt; a racy stat cannot vouch that the file is index.md5.
+        (
+            LOCAL,
+            PLAIN,
+            dataclasses.replace(INDEX_WAS_SLO, verified_ns=RACY.verified_ns),
+            Action.CHECK,
+            "stat too recent to trust",
+        ),
+        (LOCAL, PLAIN_OTHER, RACY, Action.CHECK, "stat too recent to trust"),
+        (LOCAL, PLAIN_BIGGER, RACY, Action.UPLOAD, "size differs"),
+        (TOUCHED, PLAIN, RACY, Action.CHECK, "file changed"),
+        # Recorded before the file's timestamps (clock skew, touch -d into the future).
+        (
+            LOCAL,
+            PLAIN,
+            dataclasses.replace(INDEX, verified_ns=MTIME_NS - 10**9),
+            Action.CHECK,
+            "stat too recent to trust",
+        ),
+        # cp -p: an old mtime, but ctime says the content arrived just before the read.
+        (COPIED, PLAIN, COPIED_RACY, Action.CHECK, "stat too recent to trust"),
+        # Re-verified outside the window (or written before verified_ns existed): cheap again.
+        (
+            LOCAL,
+            PLAIN,
+            dataclasses.replace(RACY, verified_ns=MTIME_NS + RACY_WINDOW_NS),
+            Action.SKIP,
+            "unchanged",
+        ),
+        (LOCAL, PLAIN, dataclasses.replace(RACY, verified_ns=0), Action.SKIP, "unchanged"),
+    ],
+    ids=[
+        "racy-plain",
+        "racy-swift-slo",
+        "racy-no-adopt-from-listing",
+        "racy-remote-changed",
+        "racy-size-differs",
+        "racy-and-touched",
+        "verified-before-mtime",
+        "racy-by-ctime-mtime-set-back",
+        "settled-at-window-edge",
+        "legacy-row",
+    ],
+)
+def test_decide_racy_entry_is_hashed_not_skipped(local, remote, index, action, reason):
+    decision = decide(local, remote, index, mirror=True)
     assert (decision.action, decision.reason) == (action, reason)
 
 
