@@ -226,7 +226,7 @@ def token_config(tmp_path: Path, token: str, storage_url: str, attempts: int) ->
     data = {
         "auth": {"method": "token", "token": token, "storage_url": storage_url},
         "bucket": f"kc-{uuid.uuid4().hex[:12]}",
-        "folders": [{"path": str(tmp_path)}],
+        "folders": [{"path": str(tmp_path / "data")}],
         "state_dir": str(tmp_path / "state"),
         "retry": {"request_attempts": attempts},
     }

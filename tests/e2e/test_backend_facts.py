@@ -349,7 +349,7 @@ def _config(auth: dict[str, Any], bucket: str, tmp_path: Path) -> dict[str, Any]
     return {
         "auth": auth,
         "bucket": bucket,
-        "folders": [{"path": str(tmp_path)}],
+        "folders": [{"path": str(tmp_path / "data")}],
         "state_dir": str(tmp_path / "state"),
     }
 
