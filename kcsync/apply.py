@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import structlog
 
-from kcsync import plan
+from kcsync import guard, plan
 from kcsync.config import FolderConfig
 from kcsync.errors import GuardError, KcsyncError, LocalFileError, NotFoundError
 from kcsync.gate import Gate, ours_to_judge
@@ -25,6 +23,7 @@ from kcsync.model import (
     RemoteSignature,
     stat_key,
 )
+from kcsync.store.guards import GuardState
 from kcsync.store.index import Index
 from kcsync.store.segments import SegmentLedger
 from kcsync.swift.client import SwiftClient
@@ -51,38 +50,13 @@ MOVE = "move"
 DELETE_TREE = "delete_tree"
 
 
-class DeleteBudget:
-    """At most ``limit`` deletes per ``window`` seconds: the daemon's form of
-    delete.max_per_run, so a burst of delete events cannot empty the bucket either."""
-
-    def __init__(
-        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._limit = limit
-        self._window = window
-        self._clock = clock
-        self._times: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def take(self, n: int = 1) -> None:
-        with self._lock:
-            now = self._clock()
-            while self._times and self._times[0] <= now - self._window:
-                self._times.popleft()
-            if len(self._times) + n > self._limit:
-                raise GuardError(
-                    f"{len(self._times) + n} deletes within {self._window:g}s exceed "
-                    f"delete.max_per_run ({self._limit})"
-                )
-            self._times.extend([now] * n)
-
-
 @dataclass(frozen=True)
 class Outcome:
-    action: str  # uploaded, adopted, deleted, nothing
+    action: str  # uploaded, adopted, copied, deleted, nothing
     key: str
     bytes_sent: int = 0
     reason: str = ""
+    objects: int = 1  # objects the action was done to (a directory's delete: many)
 
 
 def job_payload(
@@ -124,7 +98,7 @@ class Applier:
         strict: bool,
         mirror: bool,
         folders: tuple[FolderConfig, ...],
-        budget: DeleteBudget,
+        guards: GuardState,
         gate: Gate,
         ledger: SegmentLedger,
         clock: Callable[[], int] = time.time_ns,
@@ -138,7 +112,7 @@ class Applier:
         self._strict = strict
         self._mirror = mirror
         self._folders = folders
-        self._budget = budget
+        self._guards = guards
         self._gate = gate
         # Wall clock for IndexEntry.verified_ns: compared with file timestamps, which
         # come from the wall clock too (a monotonic clock would mean nothing there).
@@ -146,27 +120,30 @@ class Applier:
 
     def run(self, key: str, op: str, payload: Mapping[str, Any]) -> Outcome:
         remote = RemoteEntry(**payload["remote"]) if payload.get("remote") else None
-        if op == DELETE:
-            return self._delete(key, payload.get("path"), remote, bool(payload.get("large")))
         if op == DELETE_TREE:
-            return self._delete_tree(key, str(payload["path"]))
-        # The gate again, on what the path is now: the watcher's hint or the scan may be
-        # stale, and a file swapped for a symlink to /etc/passwd must not be followed.
+            return self._delete_tree(key)
+        if op == DELETE and not self._exists(key):
+            return self._delete(key, remote, bool(payload.get("large")))
+        # Whatever queued it, a job acts on what the path is now: a delete (a reconcile's,
+        # coalesced over a newer upload of the same path) never wins over a file that
+        # exists; the file is synced instead. And the gate again: the watcher's hint or the
+        # scan may be stale, and a file swapped for a symlink to /etc/passwd is not followed.
         folder = self._folder_of(key)
         rel = key[len(folder.prefix) :]
         local = admit(folder, rel, self._gate)
         if not isinstance(local, LocalEntry):
-            if op in (SYNC, MOVE) and not os.path.lexists(os.path.join(folder.path, rel)):
-                # Gone again before we got to it (a temporary file): its delete event, or
-                # the reconcile, settles the object.
+            if not os.path.lexists(os.path.join(folder.path, rel)):
+                # Gone again before we got to it (a temporary file, or a file moved away
+                # after the reconcile looked): its delete event, or the reconcile, settles
+                # the object. Not a bad file.
                 return Outcome("nothing", key, 0, "vanished")
             if local is None:
                 return Outcome("nothing", key, 0, "not synced (excluded or kcsync's state)")
             raise LocalFileError(f"{local.path}: {local.reason}")
-        if op == SYNC:
+        if op in (SYNC, DELETE):
             return self._sync(local)
         if op == MOVE:
-            return self._move(local, str(payload["src"]), payload.get("src_path"))
+            return self._move(local, str(payload["src"]))
         previous = self._index.get(key)
         moved_on = "basis" in payload and payload["basis"] != _basis(previous)
         if moved_on and previous is not None and previous.trusts(local):
@@ -218,12 +195,11 @@ class Applier:
                 return Outcome("nothing", local.key, 0, "content unchanged")
         return self._upload(local, previous, md5, "changed")
 
-    def _move(self, local: LocalEntry, src: str, src_path: str | None) -> Outcome:
+    def _move(self, local: LocalEntry, src: str) -> Outcome:
         """A rename: a server-side copy when the object at ``src`` holds this very file.
 
-        Only plain objects are copied. An SLO's segments are named after its object, so a
-        copied manifest would share them with ``src``, and a later upload at the old name
-        would delete segments the moved object still needs: large files are re-uploaded.
+        Only plain objects are copied: a copied SLO manifest would share its segment group
+        with ``src``, whose delete removes them; large files are re-uploaded.
         """
         source = self._index.get(src)
         outcome: Outcome | None = None
@@ -246,8 +222,10 @@ class Applier:
                 outcome = Outcome("copied", local.key, 0, f"renamed from {src}")
         if outcome is None:
             outcome = self._sync(local)
-        if source is not None and (src_path is None or not os.path.lexists(src_path)):
-            self._delete(src, src_path, None, False)
+        if source is not None and not self._exists(src):
+            # The other half of the move: not a delete of content (it lives on under the
+            # new name), and like any delete it acts on what the old path is now.
+            self._delete(src, None, False)
         return outcome
 
     def _replaced(self, key: str, live: str | None, previous: IndexEntry | None) -> None:
@@ -400,37 +378,41 @@ class Applier:
             return None
         return segments
 
-    def _delete(
-        self, key: str, path: str | None, remote: RemoteEntry | None, large: bool
-    ) -> Outcome:
-        if path is not None and os.path.lexists(path):
-            # The file came back after the decision was made: never delete a live file.
-            return Outcome("nothing", key, 0, "file exists again")
+    def _exists(self, key: str) -> bool:
+        path = folder_path_for(self._folder_of(key), key)
+        return path is not None and os.path.lexists(path)
+
+    def _delete(self, key: str, remote: RemoteEntry | None, large: bool) -> Outcome:
         previous = self._index.get(key)
         if not self._mirror:
             self._index.delete(key)
             return Outcome("nothing", key, 0, "keep mode")
-        self._check_folder(key)
-        self._budget.take()
+        self._guard_folder(key)
+        deleted = self._delete_object(key, remote, large, previous)
+        return Outcome("deleted", key) if deleted else Outcome("nothing", key, 0, "not there")
+
+    def _delete_object(
+        self, key: str, remote: RemoteEntry | None, large: bool, previous: IndexEntry | None
+    ) -> bool:
+        """Delete one object and what kcsync recorded of it; whether it was there (only a
+        delete of an object that exists counts: a scratch file never uploaded costs one
+        404 and nothing else)."""
         large = large or (previous is not None and previous.segment_size > 0)
         large = large or (remote is not None and remote.may_be_large_object)
-        deleted = 0
-        if large:
-            deleted = self._client.delete_slo(self._container, key)
-        if not deleted:
-            # Not an SLO after all (or RGW's answer said nothing was deleted).
-            self._client.delete_object(self._container, key)
+        deleted = self._client.delete_slo(self._container, key) if large else 0
+        # Not an SLO after all (or RGW's answer said nothing was deleted): a plain DELETE.
+        existed = bool(deleted) or self._client.delete_object(self._container, key)
         self._index.delete(key)
         self._replaced(key, None, previous)
-        log.info("deleted", object=key)
-        return Outcome("deleted", key)
+        if existed:
+            log.info("deleted", object=key)
+        return existed
 
-    def _delete_tree(self, key: str, path: str) -> Outcome:
-        """A directory vanished (deleted, or moved out of the folder): delete the objects
-        under it whose files are gone, through the same guards as single deletes."""
-        if os.path.lexists(path):
-            return Outcome("nothing", key, 0, "directory exists again")
-        folder = self._check_folder(key)
+    def _delete_tree(self, key: str) -> Outcome:
+        """A directory vanished (deleted, or moved out of the folder): delete, once each,
+        the objects under it whose files are gone. If the directory is back, its files
+        that exist keep their objects."""
+        folder = self._folder_of(key)
         state_rel = self._gate.state_rel(folder)
         # Only names a file of the folder could have synced to, as the reconcile judges
         # them: an excluded name under the directory is another tool's, and stays.
@@ -444,26 +426,35 @@ class Applier:
             for e in victims:
                 self._index.delete(e.name)
             return Outcome("nothing", key, 0, "keep mode")
-        self._budget.take(len(victims))
-        for e in victims:
-            self._delete(e.name, None, e, e.may_be_large_object)
-        return Outcome("deleted", key, 0, f"{len(victims)} objects under {key}")
+        if victims:
+            self._guard_folder(key)
+        deleted = sum(
+            self._delete_object(e.name, e, e.may_be_large_object, self._index.get(e.name))
+            for e in victims
+        )
+        return Outcome("deleted", key, 0, f"{deleted} objects under {key}", objects=deleted)
 
     def _folder_of(self, key: str) -> FolderConfig:
         return next(f for f in self._folders if key.startswith(f.prefix))
 
-    def _check_folder(self, key: str) -> FolderConfig:
-        """Refuse deletes while the folder itself is missing or empty: an unmounted disk
-        looks exactly like a user who deleted everything."""
+    def _guard_folder(self, key: str) -> None:
+        """A delete the watcher saw is the user's own act and is not counted against the
+        run limits, but a disk that goes away reports its files as gone too: the folder
+        must still be there, on the disk it was on at the last successful run."""
         folder = self._folder_of(key)
+        place = str(folder.path)
         try:
-            with os.scandir(folder.path) as it:
-                empty = next(it, None) is None
+            device: int | None = os.stat(folder.path).st_dev
+            with os.scandir(folder.path):
+                ok = True
         except OSError:
-            raise GuardError(f"{folder.path} is missing or unreadable; deletes refused") from None
-        if empty:
-            raise GuardError(f"{folder.path} is empty; deletes refused")
-        return folder
+            device, ok = None, False
+        why = guard.job_refusal(ok=ok, device=device, known_device=self._guards.device(place))
+        if why:
+            raise GuardError(
+                f"{place}: {why}; deletes refused (see `kcsync status`, and "
+                "`kcsync approve-deletes` once you have checked)"
+            )
 
 
 def _exists_locally(folder: FolderConfig, key: str) -> bool:

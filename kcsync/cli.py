@@ -173,6 +173,20 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- approve-deletes ----------------------------------------------------------------------
+
+
+def _approve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--folder", help="approve only this folder's refused deletes")
+
+
+def _approve(args: argparse.Namespace) -> int:
+    config = load_config(config_path(args.config))
+    from kcsync.status import approve_deletes
+
+    return approve_deletes(config, args.folder, sys.stdout)
+
+
 # name -> (one-line help, arguments of its own, what runs it)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]] = {
     "sync": (
@@ -184,6 +198,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner
         "queue, dead jobs, last reconcile and totals per folder (reads the state only)",
         _status_arguments,
         _status,
+    ),
+    "approve-deletes": (
+        "let the next run perform the deletes the guard refused (see status)",
+        _approve_arguments,
+        _approve,
     ),
 }
 

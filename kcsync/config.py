@@ -69,6 +69,7 @@ class LargeObjectConfig:
 class DeleteConfig:
     mode: Literal["mirror", "keep"]
     max_per_run: int
+    max_share: float  # of a folder's objects, in one reconcile
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def parse_config(
     delete = DeleteConfig(
         mode="mirror" if mode == "mirror" else "keep",
         max_per_run=delete_sec.integer("max_per_run", 1000, minimum=0),
+        max_share=delete_sec.share("max_share", 0.5),
     )
     delete_sec.done()
 
@@ -439,6 +441,25 @@ class _Section:
             raise ConfigError(self.key(name), str(exc)) from None
         if result < minimum:
             raise ConfigError(self.key(name), f"must be at least {minimum:g}s")
+        return result
+
+    def share(self, name: str, default: float) -> float:
+        """A share of a whole: "50%" or 0.5."""
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            if isinstance(value, str) and value.strip().endswith("%"):
+                result = float(value.strip()[:-1]) / 100
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                result = float(value)
+            else:
+                raise ValueError
+        except ValueError:
+            problem = f"must be a share like 50% or 0.5, not {value!r}"
+            raise ConfigError(self.key(name), problem) from None
+        if not 0 <= result <= 1:
+            raise ConfigError(self.key(name), f"must be from 0% to 100%, not {value!r}")
         return result
 
     def choice(self, name: str, options: tuple[str, ...], default: str | None) -> str:

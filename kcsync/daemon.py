@@ -16,17 +16,19 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 
 import structlog
 
-from kcsync.apply import Applier, DeleteBudget
+from kcsync.apply import Applier
 from kcsync.config import Config, KakaoAuth, TokenAuth, V1Auth
 from kcsync.errors import EXIT_GUARD, EXIT_INCOMPLETE, EXIT_OK, RemoteError, StateLockedError
+from kcsync.guard import Limits
 from kcsync.localfs import make_gate
 from kcsync.logs import redactor
 from kcsync.model import IndexEntry
 from kcsync.notify import Notifier
 from kcsync.orphans import OrphanCollector
 from kcsync.progress import ProgressLine, Stats
-from kcsync.reconcile import Reconciler, Report, Sink
+from kcsync.reconcile import GuardVerdict, Reconciler, Report, Sink
 from kcsync.store.db import Database
+from kcsync.store.guards import GuardState
 from kcsync.store.index import Index
 from kcsync.store.jobs import Job, JobQueue
 from kcsync.store.segments import SegmentLedger
@@ -106,11 +108,18 @@ class QueueSink:
     FLUSH_AFTER = 0.05
 
     def __init__(
-        self, queue: JobQueue, index: Index, ledger: SegmentLedger, stats: Stats, pool: WorkerPool
+        self,
+        queue: JobQueue,
+        index: Index,
+        ledger: SegmentLedger,
+        guards: GuardState,
+        stats: Stats,
+        pool: WorkerPool,
     ) -> None:
         self._queue = queue
         self._index = index
         self._ledger = ledger
+        self._guards = guards
         self._stats = stats
         self._pool = pool
         self._pending: list[tuple[str, str, dict[str, object]]] = []
@@ -138,6 +147,16 @@ class QueueSink:
     def adopt(self, entry: IndexEntry) -> None:
         self._index.put(entry)
 
+    def guarded(self, folder: str, verdict: GuardVerdict) -> None:
+        if verdict.refused:
+            self._guards.refuse(folder, verdict.deletes, verdict.refused, at=time.time())
+            return
+        # Not refused: this disk is the folder's from now on, and an approval is spent.
+        self._guards.clear(folder)
+        self._guards.record_device(folder, verdict.device)
+        if verdict.approved is not None:
+            self._guards.used_approval(folder)
+
     def forget(self, key: str, *, gone: bool) -> None:
         self._index.delete(key)
         if gone:
@@ -162,6 +181,11 @@ class PlanPrinter:
     def adopt(self, entry: IndexEntry) -> None:
         pass
 
+    def guarded(self, folder: str, verdict: GuardVerdict) -> None:
+        if verdict.refused:
+            why = f"{folder}: {verdict.refused}"
+            self._out.write(f"would refuse {verdict.deletes} deletes: {why}\n")
+
     def forget(self, key: str, *, gone: bool) -> None:
         pass
 
@@ -185,6 +209,7 @@ class Runtime:
         self.db = Database(config.state_dir / DB_NAME)
         self.index = Index(self.db)
         self.queue = JobQueue(self.db)
+        self.guards = GuardState(self.db)
         self.ledger = SegmentLedger(self.db, config.bucket, config.large.segments_bucket)
         if not dry_run:
             _check_target(self.db, self.index, self.remote.storage_url, config.bucket)
@@ -197,7 +222,6 @@ class Runtime:
             segment_size=config.large.segment_size,
             segment_workers=config.workers,
         )
-        window = 24 * 3600.0 if once else config.daemon.reconcile_interval
         self.applier = Applier(
             self.remote.client,
             self.transfer,
@@ -207,7 +231,7 @@ class Runtime:
             strict=config.checksum,
             mirror=config.delete.mode == "mirror",
             folders=config.folders,
-            budget=DeleteBudget(config.delete.max_per_run, window),
+            guards=self.guards,
             gate=self.gate,
             ledger=self.ledger,
         )
@@ -220,7 +244,9 @@ class Runtime:
             on_bad=self._on_bad,
             on_dead=stats.add_failed,
         )
-        self.sink = QueueSink(self.queue, self.index, self.ledger, stats, self.pool)
+        self.sink = QueueSink(
+            self.queue, self.index, self.ledger, self.guards, stats, self.pool
+        )
 
     def _handle(self, job: Job) -> None:
         outcome = self.applier.run(job.key, job.op, job.payload)
@@ -231,7 +257,7 @@ class Runtime:
         elif outcome.action in ("adopted", "copied"):
             self.stats.add(adopted=1)
         elif outcome.action == "deleted":
-            self.stats.add(deleted=1)
+            self.stats.add(deleted=outcome.objects)
 
     def _on_bad(self, key: str, error: str) -> None:
         self.stats.add_bad(key, error)
@@ -258,7 +284,8 @@ class Runtime:
             sink,
             self.stats,
             mirror=self.config.delete.mode == "mirror",
-            max_deletes=self.config.delete.max_per_run,
+            limits=Limits(self.config.delete.max_per_run, self.config.delete.max_share),
+            guards=self.guards,
             gate=self.gate,
             page_size=min(self.remote.limits.container_listing_limit, 10000),
         )

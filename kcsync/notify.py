@@ -28,9 +28,11 @@ class Notifier:
         if not self._address:
             return
         message = "\n".join(f"{key.upper()}={value}" for key, value in fields.items())
-        # OSError: systemd went away (or never was there): nothing to tell.
+        # OSError: systemd went away (or never was there): nothing to tell. Never blocks:
+        # a listener that stops reading (a full datagram queue) must not stall the main
+        # loop, which is also what notices SIGTERM; a status it misses is stale anyway.
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, suppress(OSError):
-            sock.sendto(message.encode("utf-8"), self._address)
+            sock.sendto(message.encode("utf-8"), socket.MSG_DONTWAIT, self._address)
 
     def ready(self, status: str) -> None:
         self.send(ready="1", status=status)

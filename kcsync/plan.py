@@ -130,22 +130,3 @@ def _plain(remote: RemoteEntry, local: LocalEntry | None = None) -> bool:
 
 def use_slo(size: int, threshold: int) -> bool:
     return size > threshold
-
-
-def delete_guard(
-    *, folder_ok: bool, local_files: int, remote_objects: int, deletes: int, limit: int
-) -> str | None:
-    """Why deletes must not run for a folder, or None when they may.
-
-    An unmounted disk or an emptied folder looks exactly like "the user deleted
-    everything"; a mirror must not wipe the bucket for it.
-    """
-    if deletes == 0:
-        return None
-    if not folder_ok:
-        return "the folder is missing or unreadable"
-    if local_files == 0 and remote_objects > 0:
-        return "the folder is empty while the bucket holds objects under its prefix"
-    if deletes > limit:
-        return f"{deletes} deletes exceed delete.max_per_run ({limit})"
-    return None

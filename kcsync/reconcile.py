@@ -3,6 +3,7 @@ jobs (DESIGN §2). Memory stays flat: every stream is read lazily, in name order
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -10,14 +11,16 @@ from typing import Protocol
 
 import structlog
 
-from kcsync import plan
+from kcsync import guard, plan
 from kcsync.apply import CHECK, DELETE, UPLOAD, job_payload
 from kcsync.config import FolderConfig
 from kcsync.gate import Gate, ours_to_judge
+from kcsync.guard import FolderFacts, Limits
 from kcsync.localfs import FolderUnavailable, folder_path_for, scan
 from kcsync.merge import OrderError, merge3
 from kcsync.model import BadEntry, IndexEntry, LocalEntry, RemoteEntry, RemoteSignature
 from kcsync.progress import Stats
+from kcsync.store.guards import GuardState
 from kcsync.store.index import Index
 from kcsync.swift.client import SwiftClient
 
@@ -85,6 +88,8 @@ class Sink(Protocol):
     def adopt(self, entry: IndexEntry) -> None: ...
     def forget(self, key: str, *, gone: bool) -> None:
         """Drop the index entry; ``gone``: the object left the bucket too."""
+    def guarded(self, folder: str, verdict: GuardVerdict) -> None:
+        """What the delete guard decided for a folder (recorded, or printed)."""
     def flush(self) -> None:
         """Make every decision so far durable (a sink may batch them)."""
 
@@ -109,6 +114,16 @@ class _FolderPass:
         return key in self.protected or any(key.startswith(p) for p in self.protected_prefixes)
 
 
+@dataclass(frozen=True)
+class GuardVerdict:
+    """The delete guard's decision for one folder in one reconcile."""
+
+    deletes: int
+    refused: str | None  # why, or None when the deletes go ahead
+    device: int  # the folder's root device, trusted from now on when not refused
+    approved: int | None  # the operator's approval this decision used (or ignored)
+
+
 class Reconciler:
     def __init__(
         self,
@@ -120,7 +135,8 @@ class Reconciler:
         stats: Stats,
         *,
         mirror: bool,
-        max_deletes: int,
+        limits: Limits,
+        guards: GuardState,
         gate: Gate,
         page_size: int,
     ) -> None:
@@ -131,7 +147,8 @@ class Reconciler:
         self._sink = sink
         self._stats = stats
         self._mirror = mirror
-        self._max_deletes = max_deletes
+        self._limits = limits
+        self._guards = guards
         self._gate = gate
         self._page_size = page_size
 
@@ -143,46 +160,59 @@ class Reconciler:
 
     def _run(self) -> Report:
         report = Report()
-        deletes: list[tuple[FolderConfig, str, RemoteEntry]] = []
+        passes: list[tuple[FolderConfig, _FolderPass, GuardVerdict]] = []
         for folder in self._folders:
+            place = str(folder.path)
+            approved = self._guards.approved(place)
             try:
-                fp = self._folder(folder, report)
-            except (FolderUnavailable, OrderError) as exc:
+                fp = self._folder(folder, report, keep=max(self._limits.max_per_run, approved or 0))
+                device = os.stat(folder.path).st_dev
+            except (FolderUnavailable, OrderError, OSError) as exc:
                 report.folder_errors.append(str(exc))
-                log.error("folder skipped", folder=str(folder.path), error=str(exc))
+                log.error("folder skipped", folder=place, error=str(exc))
                 continue
-            why = plan.delete_guard(
-                folder_ok=True,
+            facts = FolderFacts(
+                ok=True,
+                device=device,
+                known_device=self._guards.device(place),
                 local_files=fp.local_files,
                 remote_objects=fp.remote_objects,
                 deletes=fp.delete_count,
-                limit=self._max_deletes,
+                approved=approved,
             )
-            if why:
-                self._refuse(report, fp.delete_count, f"{folder.path}: {why}")
+            why = guard.refusal(facts, self._limits)
+            passes.append((folder, fp, GuardVerdict(fp.delete_count, why, device, approved)))
+        # Each folder keeps to the limit; a run over many folders must keep to it too
+        # (what an operator approved aside).
+        unapproved = {id(v) for _, _, v in passes if v.refused is None and v.approved is None}
+        total = sum(v.deletes for _, _, v in passes if id(v) in unapproved)
+        if total > self._limits.max_per_run:
+            why = f"{total} deletes in all exceed delete.max_per_run ({self._limits.max_per_run})"
+            passes = [
+                (f, fp, replace(v, refused=why) if id(v) in unapproved else v)
+                for f, fp, v in passes
+            ]
+        deletes = 0
+        for folder, fp, verdict in passes:
+            self._sink.guarded(str(folder.path), verdict)
+            if verdict.refused:
+                self._refuse(report, verdict.deletes, f"{folder.path}: {verdict.refused}")
                 continue
-            deletes.extend((folder, k, r) for k, r in fp.deletes)
-        if len(deletes) > self._max_deletes:
-            self._refuse(
-                report,
-                len(deletes),
-                f"{len(deletes)} deletes exceed delete.max_per_run ({self._max_deletes})",
-            )
-            deletes = []
-        for folder, key, remote in deletes:
-            path = folder_path_for(folder, key)
-            self._sink.enqueue(
-                key,
-                DELETE,
-                job_payload(
-                    path=str(path) if path else None,
-                    remote=remote,
-                    reason="file removed",
-                    large=remote.may_be_large_object,
-                ),
-                0,
-            )
-        report.drift += len(deletes)
+            for key, remote in fp.deletes:
+                path = folder_path_for(folder, key)
+                self._sink.enqueue(
+                    key,
+                    DELETE,
+                    job_payload(
+                        path=str(path) if path else None,
+                        remote=remote,
+                        reason="file removed",
+                        large=remote.may_be_large_object,
+                    ),
+                    0,
+                )
+            deletes += len(fp.deletes)
+        report.drift += deletes
         return report
 
     def _refuse(self, report: Report, count: int, why: str) -> None:
@@ -190,7 +220,7 @@ class Reconciler:
         self._stats.add(refused_deletes=count)
         log.error("deletes refused", count=count, reason=why)
 
-    def _folder(self, folder: FolderConfig, report: Report) -> _FolderPass:
+    def _folder(self, folder: FolderConfig, report: Report, *, keep: int) -> _FolderPass:
         fp = _FolderPass()
         merged = merge3(
             self._local(folder, fp),
@@ -223,7 +253,7 @@ class Reconciler:
                     continue
                 fp.delete_count += 1
                 # Keep one more than the limit: enough to run them or to refuse them all.
-                if len(fp.deletes) <= self._max_deletes:
+                if len(fp.deletes) <= keep:
                     fp.deletes.append((key, remote))
             else:
                 assert local is not None

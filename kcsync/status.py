@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from kcsync.config import Config
 from kcsync.store.db import Database
+from kcsync.store.guards import GuardState
 from kcsync.store.index import Index
 from kcsync.store.jobs import JobQueue
 
@@ -23,7 +25,9 @@ def collect(config: Config) -> dict[str, Any]:
         "bucket": config.bucket,
     }
     if not db_path.exists():
-        result.update(queue={}, dead_jobs=[], last_reconcile=None, folders=[])
+        result.update(
+            queue={}, dead_jobs=[], last_reconcile=None, folders=[], refused_deletes={}
+        )
         return result
     db = Database(db_path)
     try:
@@ -36,6 +40,7 @@ def collect(config: Config) -> dict[str, Any]:
         ]
         result["last_reconcile"] = json.loads(last) if last else None
         result["last_reconcile_error"] = db.get_meta("last_reconcile_error")
+        result["refused_deletes"] = GuardState(db).refusals()
         result["folders"] = [
             {"path": str(f.path), "prefix": f.prefix, **index.totals(f.prefix)}
             for f in config.folders
@@ -79,10 +84,46 @@ def render(status: dict[str, Any], out: TextIO) -> None:
             f"last reconcile: {when} ({ago:.0f}s ago), took {last['duration']:.1f}s, "
             f"drift {last['drift']}\n"
         )
-        for why in last.get("refused") or []:
-            out.write(f"  deletes refused: {why}\n")
     else:
         out.write("last reconcile: never\n")
+    for folder, refused in status.get("refused_deletes", {}).items():
+        out.write(
+            f"deletes refused in {folder}: {refused['count']} ({refused['why']}); "
+            f"once checked: kcsync approve-deletes --folder {folder}\n"
+        )
     for f in status["folders"]:
         out.write(f"folder {f['path']} -> {f['prefix'] or '(no prefix)'}: ")
         out.write(f"{f['objects']} objects, {f['bytes']} bytes\n")
+
+
+def approve_deletes(config: Config, folder: str | None, out: TextIO) -> int:
+    """Let the next run perform the deletes the guard refused (in one folder, or all):
+    at most as many as were refused, and with the folder's present disk trusted from now
+    on. Exit 0 when something was approved."""
+    db_path = config.state_dir / "kcsync.db"
+    if not db_path.exists():
+        out.write("no refused deletes to approve (no state yet)\n")
+        return 1
+    db = Database(db_path)
+    try:
+        guards = GuardState(db)
+        refused = guards.refusals()
+        chosen = {k: v for k, v in refused.items() if folder in (None, k, k + "/")}
+        if not chosen:
+            out.write(f"no refused deletes to approve{f' in {folder}' if folder else ''}\n")
+            return 1
+        for place, what in sorted(chosen.items()):
+            try:
+                device: int | None = os.stat(place).st_dev
+            except OSError:
+                out.write(f"{place}: the folder is not there; nothing approved\n")
+                continue
+            guards.approve(place, int(what["count"]), device)
+            out.write(
+                f"approved {what['count']} deletes in {place} (refused because "
+                f"{what['why']}); the next run performs them\n"
+            )
+    finally:
+        db.close()
+    out.write("a running daemon reconciles at its next tick, or now with: systemctl reload\n")
+    return 0

@@ -46,7 +46,11 @@ log = structlog.get_logger("kcsync.watcher")
 
 SYNC, DELETE, MOVE, DELETE_TREE = "sync", "delete", "move", "delete_tree"
 NEW_DIR = "new_dir"  # in memory only: walked by the settle thread into SYNC jobs
+DIR_MOVE = "dir_move"  # in memory only: walked by the settle thread into MOVE jobs
+# Where NEW_DIR and DIR_MOVE hints are filed: beside a directory's own delete ("dir/").
+_DIR_SUFFIX = {NEW_DIR: "/\0new", DIR_MOVE: "/\0move", DELETE_TREE: "/"}
 TICK = 0.05
+LOST_WARNING_EVERY = 60.0  # seconds between warnings about a kernel queue overflow
 # A file held open this long with no event is sent anyway (a log kept open for days); the
 # reconcile would send it too, this only makes it sooner.
 OPEN_PATIENCE = 60.0
@@ -115,9 +119,10 @@ class Watcher:
     ) -> None:
         self._on_lost = on_lost
         self.overflows = 0  # times the kernel dropped events
+        self._warned_at: float | None = None
         # watchdog prints its own unstructured line for an overflow; ours (below) is the
         # one in the JSON log, with a count and what is done about it.
-        logging.getLogger("watchdog.observers.inotify_c").setLevel(logging.ERROR)
+        logging.getLogger("watchdog.observers").setLevel(logging.ERROR)
         self._folders = folders
         self._gate = gate
         self._admit: Admit = admit_path or (lambda folder, rel: admit(folder, rel, gate))
@@ -193,6 +198,11 @@ class Watcher:
             self._hint(folder, src, SYNC, now + self._settle)
         elif isinstance(event, FileDeletedEvent):
             self._hint(folder, src, DELETE, now + self._settle)
+        elif isinstance(event, FileMovedEvent | DirMovedEvent) and event.is_synthetic:
+            # watchdog's guesses for the files of a moved directory, made by walking the
+            # destination when it gets to it: after `mv d1 tmp; mv tmp d2` that walk of tmp
+            # finds nothing. The directory's own move is followed instead (below).
+            pass
         elif isinstance(event, FileMovedEvent):
             self._moved(folder, src, os.fsdecode(event.dest_path), now)
         elif isinstance(event, DirCreatedEvent):
@@ -204,9 +214,9 @@ class Watcher:
         elif isinstance(event, EventsLostEvent):
             self._lost(folder)
         elif isinstance(event, DirMovedEvent):
-            # watchdog follows with one FileMovedEvent per file inside, which copy and delete
-            # object by object; a destination outside the folder arrives as DirDeletedEvent.
-            pass
+            # A destination outside the folder arrives as DirDeletedEvent, a source outside
+            # as DirCreatedEvent.
+            self._dir_moved(folder, src, os.fsdecode(event.dest_path), now)
 
     def _open(self, path: str, delta: int) -> None:
         with self._lock:
@@ -223,8 +233,7 @@ class Watcher:
         key = self._key(folder, path)
         if key is None:
             return
-        if op in (DELETE_TREE, NEW_DIR):
-            key += "/" if op == DELETE_TREE else "/\0new"
+        key += _DIR_SUFFIX.get(op, "")
         with self._lock:
             current = self._hints.get(key)
             if current is not None and current.op == MOVE and op == SYNC:
@@ -280,17 +289,71 @@ class Watcher:
                 MOVE, dest, now, folder, dest_key, src_key=origin, src_path=origin_path
             )
 
+    def _dir_moved(self, folder: FolderConfig, src: str, dest: str, now: float) -> None:
+        """A directory renamed inside the folder: each file in it is a move, carried
+        through chains and swaps (``mv d1 tmp; mv d2 d1; mv tmp d2``) as for files."""
+        src_key, dest_key = self._key(folder, src), self._key(folder, dest)
+        if src_key is None:
+            self._hint(folder, dest, NEW_DIR, now + self._settle)
+            return
+        with self._lock:
+            before = self._hints.pop(src_key + _DIR_SUFFIX[DIR_MOVE], None)
+            appeared = self._hints.pop(src_key + _DIR_SUFFIX[NEW_DIR], None)
+            self._follow(src_key + "/", src, dest_key, dest)
+        origin, origin_path = src_key, src
+        if before is not None and before.src_key is not None:
+            origin, origin_path = before.src_key, before.src_path or src
+            # The name in between may hold objects of its own from before.
+            self._hint(folder, src, DELETE_TREE, now + self._settle)
+        if dest_key is None:  # renamed to an excluded name: its objects go
+            self._hint(folder, origin_path, DELETE_TREE, now + self._settle)
+            return
+        if appeared is not None or origin == dest_key:
+            # New a moment ago (nothing of it in the bucket yet), or back where it was.
+            self._hint(folder, dest, NEW_DIR, now + self._settle)
+            return
+        with self._lock:
+            key = dest_key + _DIR_SUFFIX[DIR_MOVE]
+            self._hints[key] = Hint(
+                DIR_MOVE, dest, now + self._settle, folder, key, src_key=origin,
+                src_path=origin_path,
+            )
+
+    def _follow(self, prefix: str, src: str, dest_key: str | None, dest: str) -> None:
+        """Hints for files below a directory that moved now name where it went (called
+        under the lock): a file renamed into d1 just before d1 itself moved is still a
+        move of that file."""
+        for key in [k for k in self._hints if k.startswith(prefix)]:
+            if self._hints[key].op in (DELETE, DELETE_TREE):
+                continue  # those name objects in the bucket, which did not move
+            hint = self._hints.pop(key)
+            if dest_key is None:
+                continue
+            rest = key[len(prefix) :]
+            new_key = f"{dest_key}/{rest}"
+            path = dest + hint.path[len(src) :] if hint.path.startswith(src) else hint.path
+            if hint.op == SYNC:  # a changed file that moved: its old object must go too
+                hint = replace(hint, op=MOVE, src_key=key, src_path=hint.path)
+            self._hints[new_key] = replace(hint, key=new_key, path=path)
+
     def _lost(self, folder: FolderConfig) -> None:
         """The kernel dropped events (inotify queue overflow): nothing seen can be trusted
-        to be complete, so the folder is reconciled at once rather than at the next tick."""
+        to be complete, so the folder is reconciled at once rather than at the next tick.
+        A burst overflows the queue again and again: one warning a minute, with the count,
+        while every overflow asks for the (coalesced) reconcile."""
+        now = self._clock()
         with self._lock:
             self.overflows += 1
             count = self.overflows
-        log.warning(
-            "inotify queue overflowed: events were lost; reconciling the folder now",
-            folder=str(folder.path),
-            overflows=count,
-        )
+            warn = self._warned_at is None or now - self._warned_at >= LOST_WARNING_EVERY
+            if warn:
+                self._warned_at = now
+        if warn:
+            log.warning(
+                "inotify queue overflowed: events were lost; reconciling the folder now",
+                folder=str(folder.path),
+                overflows=count,
+            )
         self._on_lost(folder)
 
     # -- settle thread -----------------------------------------------------------------------
@@ -303,7 +366,9 @@ class Watcher:
         """Turn due hints into jobs; all of them when ``force`` (at shutdown)."""
         now = self._clock()
         with self._lock:
-            new_dirs = self._take(lambda hint: hint.op == NEW_DIR and (force or hint.due <= now))
+            new_dirs = self._take(
+                lambda hint: hint.op in (NEW_DIR, DIR_MOVE) and (force or hint.due <= now)
+            )
         for hint in new_dirs:
             self._walk_new_dir(hint, now)
         with self._lock:
@@ -351,9 +416,10 @@ class Watcher:
         return None
 
     def _walk_new_dir(self, hint: Hint, now: float) -> None:
-        """A directory that appeared (created, or moved in whole): each file in it becomes
-        a hint like any event's, judged by the gate and the open check when due, never a
-        job at once (files written into it may still be open)."""
+        """A directory that appeared (created, moved in whole, or renamed): each file in
+        it becomes a hint like any event's, judged by the gate and the open check when
+        due, never a job at once (files written into it may still be open). In a renamed
+        directory each file is a move from its name under the old one."""
         folder, root = hint.folder, str(hint.folder.path)
         for dirpath, dirs, files in os.walk(hint.path):
             rel_dir = relative_name(root, dirpath)
@@ -364,9 +430,19 @@ class Watcher:
             for name in files:
                 path = os.path.join(dirpath, name)
                 key = self._key(folder, path)
-                if key is not None:
-                    with self._lock:  # a file with its own, later event keeps that hint
-                        self._hints.setdefault(key, Hint(SYNC, path, now, folder, key))
+                if key is None:
+                    continue
+                found = Hint(SYNC, path, now, folder, key)
+                if hint.op == DIR_MOVE and hint.src_key is not None and hint.src_path:
+                    inside = os.path.relpath(path, hint.path)
+                    found = replace(
+                        found,
+                        op=MOVE,
+                        src_key=hint.src_key + "/" + inside.replace(os.sep, "/"),
+                        src_path=os.path.join(hint.src_path, inside),
+                    )
+                with self._lock:  # a file with its own, later event keeps that hint
+                    self._hints.setdefault(key, found)
 
     def _complete(self, hint: Hint, now: float) -> bool:
         if hint.op != SYNC or hint.path not in self._opens:

@@ -135,6 +135,10 @@ class Database:
                 (key, value),
             )
 
+    def delete_meta(self, key: str) -> None:
+        with self.tx() as c:
+            c.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

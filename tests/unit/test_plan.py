@@ -16,7 +16,7 @@ from kcsync.model import (
     RemoteEntry,
     RemoteSignature,
 )
-from kcsync.plan import MTIME_TOLERANCE, Action, decide, delete_guard, needs_head, resolve, use_slo
+from kcsync.plan import MTIME_TOLERANCE, Action, decide, needs_head, resolve, use_slo
 
 MD5 = hashlib.md5(b"content").hexdigest()
 OTHER_MD5 = hashlib.md5(b"other").hexdigest()
@@ -426,49 +426,3 @@ def test_resolve_by_segment_digest(head, local_digest, action, reason):
 )
 def test_use_slo(size, threshold, expected):
     assert use_slo(size, threshold) is expected
-
-
-@pytest.mark.parametrize(
-    ("folder_ok", "local_files", "remote_objects", "deletes", "limit", "expected"),
-    [
-        (False, 0, 10, 0, 5, None),
-        (True, 10, 10, 3, 5, None),
-        (True, 10, 10, 5, 5, None),
-        (True, 0, 0, 1, 5, None),
-        (False, 10, 10, 1, 5, "the folder is missing or unreadable"),
-        (
-            True,
-            0,
-            10,
-            1,
-            1000,
-            "the folder is empty while the bucket holds objects under its prefix",
-        ),
-        (True, 10, 10, 6, 5, "6 deletes exceed delete.max_per_run (5)"),
-        (True, 10, 10, 1, 0, "1 deletes exceed delete.max_per_run (0)"),
-        # The folder check comes first: its reason is the one the user must act on.
-        (False, 0, 10, 6, 5, "the folder is missing or unreadable"),
-    ],
-    ids=[
-        "no-deletes-never-guarded",
-        "under-limit",
-        "at-limit",
-        "empty-folder-empty-bucket",
-        "folder-missing",
-        "folder-emptied",
-        "over-limit",
-        "limit-zero",
-        "folder-missing-wins",
-    ],
-)
-def test_delete_guard(folder_ok, local_files, remote_objects, deletes, limit, expected):
-    assert (
-        delete_guard(
-            folder_ok=folder_ok,
-            local_files=local_files,
-            remote_objects=remote_objects,
-            deletes=deletes,
-            limit=limit,
-        )
-        == expected
-    )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 from typing import Any
 
@@ -402,3 +403,52 @@ def test_events_lost_are_one_warning_and_a_reconcile_request() -> None:
     assert lost == [FOLDER] and watcher.overflows == 1
     (warning,) = [e for e in logs if e["log_level"] == "warning"]
     assert "overflowed" in warning["event"] and warning["overflows"] == 1
+
+
+def test_overflows_in_a_burst_are_one_warning_but_each_asks_for_a_reconcile() -> None:
+    lost: list[FolderConfig] = []
+    clock = Clock()
+    watcher = Watcher(
+        (FOLDER,), lambda jobs: None, settle=1.0, gate=GATE, clock=clock, on_lost=lost.append
+    )
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(5):
+            watcher.on_event(FOLDER, EventsLostEvent("/data"))
+        clock.now += 61
+        watcher.on_event(FOLDER, EventsLostEvent("/data"))
+    assert len(lost) == 6
+    assert [e["overflows"] for e in logs if e["log_level"] == "warning"] == [1, 6]
+
+
+def test_directories_swapped_through_a_temporary_name_are_moves_of_their_files(
+    tmp_path: Path,
+) -> None:
+    from watchdog.events import DirMovedEvent
+
+    root = tmp_path / "root"
+    folder = FolderConfig(root, "", DEFAULT_EXCLUDES)
+    for d, names in (("d1", ("x1", "x2")), ("d2", ("y1",))):
+        (root / d).mkdir(parents=True)
+        for n in names:
+            (root / d / f"{n}.bin").write_bytes(n.encode())
+    calls: list[list[tuple[str, str, dict[str, Any]]]] = []
+    clock = Clock()
+    watcher = Watcher((folder,), calls.append, settle=1.0, gate=GATE, clock=clock)
+    watcher.on_event(folder, FileModifiedEvent(str(root / "d1" / "x2.bin")))  # pending
+    for src, dest in (("d1", "tmp"), ("d2", "d1"), ("tmp", "d2")):
+        os.rename(root / src, root / dest)
+        watcher.on_event(folder, DirMovedEvent(str(root / src), str(root / dest)))
+        # watchdog's own per-file guesses for a moved directory are ignored
+        watcher.on_event(
+            folder,
+            FileMovedEvent(str(root / src / "x"), str(root / dest / "x"), is_synthetic=True),
+        )
+    clock.now += 2
+    watcher.flush()
+    jobs = {k: (op, p.get("src")) for batch in calls for k, op, p in batch}
+    assert jobs == {
+        "d1/y1.bin": ("move", "d2/y1.bin"),
+        "d2/x1.bin": ("move", "d1/x1.bin"),
+        "d2/x2.bin": ("move", "d1/x2.bin"),  # its pending change moved with it
+        "tmp/": ("delete_tree", None),
+    }
