@@ -286,10 +286,11 @@ class Restorer:
                     return
                 facts = self._head(remote)
                 expected = self._expected(remote, facts)
-                if self._same(dir_fd, name, now, expected, facts):
+                same, whole, parts = self._same(dir_fd, name, now, expected, facts)
+                if same:
                     if remote.bytes > self._opt.threshold or facts.is_slo:
                         drop_leftovers(dir_fd, name)
-                    self._record(remote, target, facts, expected, now, None, [])
+                    self._record(remote, target, facts, expected, now, whole, parts)
                     self._stats.add(unchanged=1)
                     return
                 if not self._opt.overwrite:
@@ -345,16 +346,17 @@ class Restorer:
 
     def _same(
         self, dir_fd: int, name: str, now: Existing, expected: Expected, facts: ObjectFacts
-    ) -> bool:
+    ) -> tuple[bool, str | None, list[str]]:
+        """Whether the file there holds the object; and the digests taken to tell."""
         if now.size != expected.size:
-            return False
+            return False, None, []
         whole: str | None = None
         parts: list[str] = []
         if expected.verified:
             whole, parts = hash_existing(
                 dir_fd, name, expected.sizes, whole=expected.needs_whole_md5
             )
-        return same_as_local(
+        same = same_as_local(
             expected,
             now.size,
             whole,
@@ -362,6 +364,7 @@ class Restorer:
             local_mtime_ns=now.mtime_ns,
             remote_mtime_ns=mtime_ns_of(facts),
         )
+        return same, whole, parts
 
     # -- fetching ---------------------------------------------------------------------------
 
