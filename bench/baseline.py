@@ -7,6 +7,9 @@
 ``put``: a minimal threaded client, one requests.Session per thread, no hashing, no checks;
 with ``--md5`` it also hashes each body before sending it, which is the least any client
 that checks what the server stored must add (the CPU it costs, on CPUs the server shares).
+``get``: the restore ceiling, the same minimal client reading: every object under the
+tree's prefix into ``--dest`` (no hashing, no checks); with ``--big``, the one large object
+as parallel ranged GETs of ``--segment`` bytes, each written where it belongs.
 ``floor``: what a no-change rerun cannot avoid: os.walk + stat of the tree, and the paged
 JSON listing of the bucket. Both print one JSON line with their own split timings.
 """
@@ -77,6 +80,50 @@ def put(args: argparse.Namespace) -> dict[str, object]:
     return {"objects": len(jobs)}
 
 
+def get(args: argparse.Namespace) -> dict[str, object]:
+    store = Store(args.auth, args.user, args.key)
+    token, url = store.auth()
+    prefix = f"{Path(args.tree).name}/"
+    dest = Path(args.dest)
+    headers = {"X-Auth-Token": token}
+
+    def fetch(name: str, out: Path, offset: int = 0, length: int = 0) -> None:
+        h = dict(headers)
+        if length:
+            h["Range"] = f"bytes={offset}-{offset + length - 1}"
+        r = _session().get(f"{url}/{quote(args.bucket)}/{quote(name)}", headers=h,
+                           stream=True, timeout=600)  # fmt: skip
+        r.raise_for_status()
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            pos = offset
+            for chunk in r.raw.stream(1 << 20, decode_content=False):
+                os.pwrite(fd, chunk, pos)
+                pos += len(chunk)
+        finally:
+            os.close(fd)
+            r.close()
+
+    if args.big:
+        name = f"{prefix}big.bin"
+        size = int(
+            store._req("HEAD", f"/{quote(args.bucket)}/{quote(name)}").headers["Content-Length"]
+        )
+        out = dest / "big.bin"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        seg = args.segment
+        ranges = [(o, min(seg, size - o)) for o in range(0, size, seg)]
+        with ThreadPoolExecutor(args.threads) as pool:
+            list(pool.map(lambda r: fetch(name, out, *r), ranges))
+        return {"objects": 1, "ranges": len(ranges)}
+    names = [str(o["name"]) for page in store.pages(args.bucket, prefix) for o in page]
+    for d in {str(Path(n[len(prefix) :]).parent) for n in names}:
+        (dest / d).mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(args.threads) as pool:
+        list(pool.map(lambda n: fetch(n, dest / n[len(prefix) :]), names))
+    return {"objects": len(names)}
+
+
 def floor(args: argparse.Namespace) -> dict[str, object]:
     t0 = time.perf_counter()
     files = 0
@@ -104,7 +151,7 @@ def md5_rate(mib: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=("put", "floor"))
+    p.add_argument("mode", choices=("put", "get", "floor"))
     p.add_argument("--auth", required=True)
     p.add_argument("--user", required=True)
     p.add_argument("--key", required=True)
@@ -114,8 +161,10 @@ def main() -> None:
     p.add_argument("--big")
     p.add_argument("--segment", type=int, default=64 << 20)
     p.add_argument("--md5", action="store_true", help="put: hash each body before sending")
+    p.add_argument("--dest", help="get: the directory to write into")
     args = p.parse_args()
-    print(json.dumps(put(args) if args.mode == "put" else floor(args)), flush=True)
+    mode = {"put": put, "get": get, "floor": floor}[args.mode]
+    print(json.dumps(mode(args)), flush=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from bench.tools import Command
 
 MB = 1e6
-TOOL_ORDER = ("kcsync", "rclone", "swift", "raw-put", "raw-put-md5", "floor")
+TOOL_ORDER = ("kcsync", "rclone", "swift", "raw-put", "raw-put-md5", "raw-get", "floor")
 SCENARIO_NAMES = {
     "A": "A — first upload, small files",
     "B": "B — first upload, one large file (SLO/DLO segments)",
@@ -27,6 +27,7 @@ SCENARIO_NAMES = {
     "D": "D — rerun, one file changed",
     "F": "F — kcsync memory on a no-change rerun",
     "G": "G — resume after SIGKILL at ~50 %",
+    "R": "R — restore into an empty directory",
 }
 
 
@@ -113,10 +114,12 @@ def _rows_common(t: Table, tool: str) -> list[str]:
 
 
 def throughput_table(t: Table) -> list[str]:
-    upload = t.scenario in ("A", "B")
     rate_head = {"A": ["files/s", "MB/s"], "B": ["MB/s"]}.get(t.scenario, ["files/s"])
+    if t.scenario == "R":
+        rate_head = ["MB/s"] if t.files == 1 else ["files/s", "MB/s"]
+    reference = {"raw-get": "raw GET", "raw-put": "raw PUT"}.get(t.reference or "", "floor")
     head = ["tool", "wall s", *rate_head, "range", "CPU s", "peak RSS MiB", "requests"]
-    head += ["by method", f"× {'raw PUT' if upload else 'floor'}"]
+    head += ["by method", f"× {reference}"]
     out = [_md_row(head), _md_row(["---"] * len(head))]
     for tool in t.tools():
         wall = t.med(tool, "wall")
@@ -130,6 +133,7 @@ def throughput_table(t: Table) -> list[str]:
         label = {
             "raw-put": "raw PUT (ceiling)",
             "raw-put-md5": "raw PUT + MD5",
+            "raw-get": "raw GET (ceiling)",
             "floor": "walk + listing (floor)",
         }.get(tool, tool)
         out.append(
@@ -322,7 +326,7 @@ def write_report(
         f"![key ratios]({png.name})",
         "",
     ]
-    for scenario in ("A", "B", "C", "D", "F", "G"):
+    for scenario in ("A", "B", "C", "D", "F", "G", "R"):
         for t in (t for t in tables if t.scenario == scenario):
             lines += _section(t)
     for backend, result in (latency or {}).items():
@@ -469,6 +473,28 @@ def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> lis
                 f"F: RSS flat from {n0:,} to {n:,} files (≤ +20 %)", be,
                 f"{lo:.0f} → {rss:.0f} MiB ({growth:+.0%})", _verdict(growth <= 0.2),
             ])  # fmt: skip
+        for t in find("R", be, "kcsync"):
+            one_file = t.files == 1
+            what = "large file" if one_file else "small files"
+            r = t.ratio("kcsync")
+            k = t.med("kcsync", "wall")
+            if r is not None:
+                rows.append([f"R ({what}): ≥ 0.9 × raw GET", be,
+                             f"{1 / r:.2f} × at {t.files:,} files, {t.bytes / MB:,.0f} MB",
+                             _verdict(1 / r >= 0.9)])  # fmt: skip
+                if 1 / r < 0.9:
+                    misses.append(_by_repetition(t, f"R ({what})", "raw-get", 0.9))
+            for peer in ("rclone", "swift"):
+                if peer in t.rows:
+                    p = t.med(peer, "wall")
+                    rows.append([f"R ({what}): ahead of {peer}", be, f"{k:.2f} s vs {p:.2f} s",
+                                 _verdict(k <= p)])  # fmt: skip
+                    if k > p:
+                        misses.append(_by_repetition(t, f"R ({what})", peer))
+            if one_file:
+                rss = t.med("kcsync", "rss_mb") * 2**20 / MB
+                rows.append([f"R ({what}): peak RSS < 100 MB", be, f"{rss:.0f} MB",
+                             _verdict(rss < 100)])  # fmt: skip
         for t in find("G", be, "kcsync"):
             resent = t.med_extra("kcsync", "resent") / t.bytes
             rows.append(["G: re-sent ≤ 55 % after a kill at 50 %", be, f"{resent:.0%}",
@@ -499,7 +525,8 @@ def _by_repetition(t: Table, scenario: str, other: str, share: float | None = No
         name, won = other, sum(a < b for a, b in pairs)
         tail = f"kcsync was faster in {won} of {len(pairs)}"
     else:
-        name, won = "raw PUT", sum(b / a >= share for a, b in pairs)
+        name = "raw GET" if other == "raw-get" else "raw PUT"
+        won = sum(b / a >= share for a, b in pairs)
         ratios = ", ".join(f"{b / a:.2f} ×" for a, b in pairs)
         tail = f"{ratios}: at least {share} × in {won} of {len(pairs)}"
     return (

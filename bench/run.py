@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import contextlib
+import dataclasses
 import datetime
 import json
 import math
@@ -33,8 +34,9 @@ from bench.tools import REPO, Command, Job, command
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 PEERS = ("kcsync", "rclone", "swift")
-ALL_SCENARIOS = ("A", "B", "C", "D", "E", "F", "F6", "G")
-DEFAULT_SCENARIOS = "A,B,C,D,E,F,G"
+ALL_SCENARIOS = ("A", "B", "C", "D", "E", "F", "F6", "G", "R")
+DEFAULT_SCENARIOS = "A,B,C,D,E,F,G,R"
+RESTORERS = ("kcsync", "rclone", "swift", "raw-get")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class Sizes:
     memory_files_xl: int
     md5_mib: int
     daemon: tuple[int, int, int]  # E: single files, burst files, unchanged files
+    restore_files: int = 10_000  # R: A's data set (or this many of its files)
+    restore_big: int = 2 * GiB  # R: B's large file (or one of this size)
 
     @property
     def threshold(self) -> int:
@@ -59,7 +63,7 @@ FULL = Sizes(
 )
 # Quick is a CI smoke test that must finish both backends in about a minute: the small-file
 # sets shrink more than 100x because the peers' reruns HEAD every object (~100/s here).
-QUICK = Sizes(50, 100, 40, 32 * MiB, 1 * MiB, (30, 100), 1_000, 32, (3, 30, 100))
+QUICK = Sizes(50, 100, 40, 32 * MiB, 1 * MiB, (30, 100), 1_000, 32, (3, 30, 100), 50, 32 * MiB)
 
 
 def rotate(items: Sequence[str], rep: int) -> list[str]:
@@ -271,6 +275,35 @@ class Bench:
                 self.drop(be, bucket, big=True)
         self.tables.append(table)
 
+    def restore(self, be: Backend, tree: datasets.Tree, big: bool) -> None:
+        """R: kcsync uploads the tree once; then every tool (and the raw GET ceiling:
+        parallel ranged GETs for the large file) restores it into an empty directory."""
+        bucket = self.name("r", be.name)
+        job = self.job(tree, bucket, big)
+        say(f"  setup: kcsync uploads {tree.files} files")
+        setup = self.measure("R setup", "kcsync", "upload", job, be)
+        what = "one large file" if big else "small files"
+        table = Table("R", f"restore into an empty directory, {what}", be.name, tree.files,
+                      tree.bytes, reference="raw-get")  # fmt: skip
+        table.setup = setup
+        for rep in range(self.repeat):
+            for tool in rotate(RESTORERS, rep):
+                dest = self.tmp / "restore" / f"{bucket}-{tool}-{rep}"
+                dest.mkdir(parents=True)
+                run = Job(**{**job.__dict__, "dest": dest})
+                s = self.measure("R", tool, "restore", run, be)
+                # The swift CLI keeps the whole object name below -D; the others the tree.
+                got = dest / tree.path.name if tool == "swift" else dest
+                files = [p for p in got.rglob("*") if p.is_file()]
+                total = sum(p.stat().st_size for p in files)
+                s.extra.update(files=len(files), bytes=total)
+                if (len(files), total) != (tree.files, tree.bytes):
+                    table.notes.append(f"{tool} rep {rep}: {len(files)} files, {total} bytes")
+                table.add(tool, s)
+                shutil.rmtree(dest, ignore_errors=True)
+        self.tables.append(table)
+        self.drop(be, bucket, big)
+
     def daemon_latency(self, be: Backend) -> None:
         """E: kcsync as a daemon on this server: close-to-visible latency of single files
         and of a burst, and the reconcile over unchanged files (bench/daemon_latency.py)."""
@@ -327,6 +360,15 @@ class Bench:
         if "G" in want:
             say(f"[{be.name}] G: resume of a {big / GiB:.2f} GiB upload killed at ~50 %")
             self.resume(be, self.tree("big", big))
+            self.checkpoint()
+        if "R" in want:
+            n = min(z.restore_files, caps.small_files or z.restore_files)
+            say(f"[{be.name}] R: restore of {n} small files")
+            self.restore(be, self.tree("small", n), big=False)
+            self.checkpoint()
+            size = min(z.restore_big, caps.big_bytes or z.restore_big)
+            say(f"[{be.name}] R: restore of one {size / GiB:.2f} GiB file")
+            self.restore(be, self.tree("big", size), big=True)
             self.checkpoint()
         say(f"[{be.name}] done in {time.monotonic() - began:.0f}s")
 
@@ -402,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--workers", type=int, default=8, help="concurrency of every tool")
     p.add_argument("--seed", type=int, default=20240601)
+    p.add_argument("--r-files", type=int, help="R: files of the small-file restore")
+    p.add_argument("--r-big-mib", type=int, help="R: MiB of the large-file restore")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     p.add_argument("--tmp", help="parent of the temp dir (default: system temp)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (data, logs)")
@@ -423,6 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"unknown scenarios: {', '.join(sorted(bad))}")
     names = [b.strip() for b in args.backends.split(",") if b.strip()]
     sizes = QUICK if args.quick else FULL
+    if args.r_files:
+        sizes = dataclasses.replace(sizes, restore_files=args.r_files)
+    if args.r_big_mib:
+        sizes = dataclasses.replace(sizes, restore_big=args.r_big_mib * MiB)
     repeat = args.repeat or (1 if args.quick else 3)
     started = time.monotonic()
     load_start = loadavg()

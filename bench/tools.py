@@ -31,6 +31,7 @@ class Job:
     threshold: int
     big: Path | None = None  # baseline put: send this file as segments
     code: Path = REPO  # where the kcsync package is imported from (a snapshot, see run.py)
+    dest: Path | None = None  # restore: the empty directory to restore into
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def size(n: int) -> str:
 
 
 def command(tool: str, op: str, job: Job, be: Backend) -> Command:
-    """``op``: "upload" (first upload) or "rerun" (check an already synced bucket)."""
+    """``op``: "upload" (first upload), "rerun" (check an already synced bucket) or
+    "restore" (the bucket's copy of the tree into ``job.dest``)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
     if tool == "kcsync":
         cfg = job.state.with_suffix(".yaml")
@@ -69,6 +71,8 @@ def command(tool: str, op: str, job: Job, be: Backend) -> Command:
         cfg.write_text(text)
         cfg.chmod(0o600)
         argv = [PY, "-m", "kcsync.cli", "-c", str(cfg), "--once", "--log-format", "json"]
+        if op == "restore":
+            argv[-3:-2] = ["restore", "--to", str(job.dest)]
         return Command(argv, {**base, "PYTHONPATH": str(job.code)}, job.code, {}, text)
     if tool == "rclone":
         remote = {
@@ -78,13 +82,25 @@ def command(tool: str, op: str, job: Job, be: Backend) -> Command:
             "RCLONE_CONFIG_T_AUTH": be.auth_url,
             "RCLONE_CONFIG_T_AUTH_VERSION": "1",
         }
+        ends = [str(job.tree), f"T:{job.bucket}/{job.tree.name}"]
+        if op == "restore":
+            ends = [ends[1], str(job.dest)]
         argv = [
-            "rclone", "--config", "/dev/null", "copy" if op == "upload" else "sync",
-            str(job.tree), f"T:{job.bucket}/{job.tree.name}",
+            "rclone", "--config", "/dev/null", "sync" if op == "rerun" else "copy", *ends,
             "--transfers", str(job.workers), "--checkers", str(job.workers),
             "--swift-chunk-size", f"{job.segment // 1024}Ki", "-q",
+            # Its parallel ranged download of one large file, at the same concurrency.
+            *(["--multi-thread-streams", str(job.workers)] if op == "restore" else []),
         ]  # fmt: skip
         return Command(argv, {**base, **remote}, job.tree.parent, remote)
+    if tool == "swift" and op == "restore":
+        argv = [
+            SWIFT, "-A", be.auth_url, "-U", be.user, "-K", be.key,
+            "download", "--prefix", f"{job.tree.name}/", "-D", str(job.dest),
+            "--object-threads", str(job.workers), "--container-threads", str(job.workers),
+            job.bucket,
+        ]  # fmt: skip
+        return Command(argv, base, job.tree.parent, {})
     if tool == "swift":
         argv = [
             SWIFT, "-A", be.auth_url, "-U", be.user, "-K", be.key,
@@ -94,13 +110,15 @@ def command(tool: str, op: str, job: Job, be: Backend) -> Command:
             job.bucket, job.tree.name,
         ]  # fmt: skip
         return Command(argv, base, job.tree.parent, {})
-    if tool in ("raw-put", "raw-put-md5", "floor"):
+    if tool in ("raw-put", "raw-put-md5", "floor", "raw-get"):
+        mode = {"floor": "floor", "raw-get": "get"}.get(tool, "put")
         argv = [
-            PY, "-m", "bench.baseline", "floor" if tool == "floor" else "put",
+            PY, "-m", "bench.baseline", mode,
             "--auth", be.auth_url, "--user", be.user, "--key", be.key,
             "--bucket", job.bucket, "--tree", str(job.tree), "--threads", str(job.workers),
             *(["--big", str(job.big), "--segment", str(job.segment)] if job.big else []),
             *(["--md5"] if tool == "raw-put-md5" else []),
+            *(["--dest", str(job.dest)] if tool == "raw-get" else []),
         ]  # fmt: skip
         return Command(argv, {**base, "PYTHONPATH": str(REPO)}, REPO, {})
     raise ValueError(f"unknown tool {tool!r}")

@@ -23,7 +23,7 @@ from kcsync.errors import KcsyncError
 
 EXIT_CODES_HELP = """exit codes:
   0   everything is in the bucket
-  1   finished, but some files could not be synced (see the log)
+  1   finished, but some files could not be synced, restored or verified (listed)
   2   bad command-line arguments
   3   the delete guard refused deletes
   69  the server could not be reached or refused a request
@@ -187,6 +187,69 @@ def _approve(args: argparse.Namespace) -> int:
     return approve_deletes(config, args.folder, sys.stdout)
 
 
+# -- restore ------------------------------------------------------------------------------
+
+
+def _restore_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--to", required=True, metavar="DIR", help="directory to restore into")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--folder", metavar="PATH", help="restore this configured folder's objects")
+    which.add_argument("--prefix", metavar="P", help="restore the objects under this prefix")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print what would be restored, write nothing"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace local files that differ")
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kcsync.errors import UsageError
+    from kcsync.restore import run_restore
+
+    config = load(args)
+    folder = None
+    if args.folder is not None:
+        wanted = Path(args.folder).resolve()
+        matches = [f for f in config.folders if f.path.resolve() == wanted]
+        if not matches:
+            known = ", ".join(str(f.path) for f in config.folders)
+            raise UsageError(f"--folder {args.folder} is not a folder of the config ({known})")
+        folder = matches[0]
+    elif args.prefix is None:
+        if len(config.folders) != 1:
+            raise UsageError("the config has several folders: name one with --folder or --prefix")
+        folder = config.folders[0]
+    return run_restore(
+        config,
+        to=Path(args.to),
+        folder=folder,
+        prefix=args.prefix,
+        dry_run=args.dry_run,
+        overwrite=args.overwrite,
+        out=sys.stdout,
+    )
+
+
+# -- verify -------------------------------------------------------------------------------
+
+
+def _verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--deep",
+        action="store_true",
+        help="re-read every file (no hash cache) and check large objects segment by segment",
+    )
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from kcsync.verify import run_verify
+
+    config = load(args)
+    return run_verify(config, deep=args.deep, as_json=args.json, stream=sys.stdout)
+
+
 # name -> (one-line help, arguments of its own, what runs it)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]] = {
     "sync": (
@@ -198,6 +261,16 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner
         "queue, dead jobs, last reconcile and totals per folder (reads the state only)",
         _status_arguments,
         _status,
+    ),
+    "restore": (
+        "write the objects under a folder's prefix (or any prefix) into a directory",
+        _restore_arguments,
+        _restore,
+    ),
+    "verify": (
+        "compare every folder with the bucket and print what differs; changes nothing",
+        _verify_arguments,
+        _verify,
     ),
     "approve-deletes": (
         "let the next run perform the deletes the guard refused (see status)",

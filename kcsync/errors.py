@@ -31,6 +31,12 @@ class ConfigError(KcsyncError):
         self.key = key
 
 
+class UsageError(KcsyncError):
+    """The command line asks for something that cannot be (argparse cannot tell)."""
+
+    exit_code = EXIT_USAGE
+
+
 class StateLockedError(KcsyncError):
     exit_code = EXIT_LOCKED
 

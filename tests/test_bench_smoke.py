@@ -27,7 +27,7 @@ def test_quick_harness_run_reports_every_tool(tmp_path: Path) -> None:
             "--backends",
             "swift",
             "--scenarios",
-            "A,B,C,D,E,F,G",
+            "A,B,C,D,E,F,G,R",
             "--repeat",
             "1",
             "--out",
@@ -43,7 +43,7 @@ def test_quick_harness_run_reports_every_tool(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = out.read_text()
     assert out.with_suffix(".png").stat().st_size > 1000
-    for heading in ("## A", "## B", "## C", "## D", "## G"):
+    for heading in ("## A", "## B", "## C", "## D", "## G", "## R"):
         # C and D have two tables on Swift: kcsync at full size, and all tools on fewer files
         sections = [part.split("\n## ", 1)[0] for part in report.split(heading)[1:]]
         assert sections, f"no {heading} section"
@@ -55,6 +55,15 @@ def test_quick_harness_run_reports_every_tool(tmp_path: Path) -> None:
     assert "| single files | 3 |" in daemon and "| burst | 30 |" in daemon
     memory = report.split("## F", 1)[1].split("\n## ", 1)[0]
     assert "| 100 | rerun |" in memory
+    restore = report.split("## R", 1)[1].split("\n## ", 1)[0]
+    assert "| raw GET (ceiling) |" in restore
     bars = report.split("## The bars", 1)[1].split("\n## ", 1)[0]
-    for bar in ("A: ≥ 0.9 × raw PUT", "C: ≤ 1.5 × floor", "E: single files", "G: re-sent"):
+    for bar in (
+        "A: ≥ 0.9 × raw PUT",
+        "C: ≤ 1.5 × floor",
+        "E: single files",
+        "G: re-sent",
+        "R (small files): ≥ 0.9 × raw GET",
+        "R (large file): peak RSS < 100 MB",
+    ):
         assert bar in bars

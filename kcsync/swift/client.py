@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -20,6 +21,7 @@ from urllib.parse import quote
 
 import requests
 import structlog
+import urllib3
 
 from kcsync.errors import AuthError, NotFoundError, RemoteError, TransientRemoteError
 from kcsync.model import ObjectFacts, RemoteEntry
@@ -100,6 +102,60 @@ def strip_quotes(etag: str | None) -> str:
     return (etag or "").strip().strip('"')
 
 
+def facts_from_headers(h: Mapping[str, str]) -> ObjectFacts:
+    """What the headers of a HEAD or GET say about an object (its metadata included)."""
+    mtime = h.get("X-Object-Meta-Mtime")
+    segment_size = h.get("X-Object-Meta-Kcsync-Segment-Size")
+    try:
+        mtime_value = float(mtime) if mtime else None
+    except ValueError:
+        mtime_value = None
+    return ObjectFacts(
+        size=int(h.get("Content-Length", "0")),
+        etag=strip_quotes(h.get("Etag")),
+        mtime=mtime_value,
+        md5=h.get("X-Object-Meta-Kcsync-Md5"),
+        slo_digest=h.get("X-Object-Meta-Kcsync-Slo-Etag"),
+        upload_id=h.get("X-Object-Meta-Kcsync-Upload"),
+        segment_size=int(segment_size) if segment_size and segment_size.isdigit() else None,
+        is_slo=h.get("X-Static-Large-Object", "").lower() == "true",
+        dlo_manifest=h.get("X-Object-Manifest"),
+        mtime_raw=mtime,
+    )
+
+
+# Body reads of this size: large enough that a Python call per chunk does not show at
+# hundreds of MB/s, small enough that workers x chunk stays a few MB.
+READ_CHUNK = 1024 * 1024
+
+
+@dataclass
+class ObjectStream:
+    """The body of a GET, read once. ``facts`` come from the answer's own headers (for a
+    ranged GET, ``size`` is the range's length, not the object's)."""
+
+    name: str
+    facts: ObjectFacts
+    length: int | None  # Content-Length of this answer
+    _resp: requests.Response
+
+    def chunks(self, size: int = READ_CHUNK) -> Iterator[bytes]:
+        """The bytes as stored; TransientRemoteError when the connection breaks or the
+        body ends before Content-Length (both servers close a stream they cannot finish:
+        Swift does so when an SLO segment no longer matches its manifest)."""
+        got = 0
+        try:
+            for chunk in self._resp.raw.stream(size, decode_content=False):
+                got += len(chunk)
+                yield chunk
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TransientRemoteError(f"GET {self.name}: body cut short: {exc}") from None
+        if self.length is not None and got != self.length:
+            raise TransientRemoteError(
+                f"GET {self.name}: body ended at {got} of {self.length} bytes"
+            )
+
+
 class SwiftClient:
     def __init__(
         self,
@@ -142,8 +198,13 @@ class SwiftClient:
         body: bytes | memoryview | Body | None = None,
         url: str | None = None,
         ok: tuple[int, ...] = (),
+        stream: bool = False,
     ) -> requests.Response:
-        """Send one request with retries; return a 2xx answer (or one of ``ok``) or raise."""
+        """Send one request with retries; return a 2xx answer (or one of ``ok``) or raise.
+
+        With ``stream`` the body of the answer returned is not read: the caller reads it
+        and must close the response (which gives the connection back to the pool).
+        """
         reauthenticated = False
         attempt = 0
         while True:
@@ -165,6 +226,7 @@ class SwiftClient:
                     headers=all_headers,
                     data=body,  # type: ignore[arg-type]  # a memoryview is sent as is
                     timeout=self._timeout,
+                    stream=stream,
                     # Following would resend X-Auth-Token to the Location's host: a 3xx
                     # becomes an error instead (auth.redirect_error says why).
                     allow_redirects=False,
@@ -175,6 +237,10 @@ class SwiftClient:
             else:
                 if 200 <= resp.status_code < 300 or resp.status_code in ok:
                     return resp
+                if stream:
+                    # An error body is short: read it for the message, free the connection.
+                    resp.content  # noqa: B018
+                    resp.close()
                 if resp.status_code == 401 and not reauthenticated:
                     # The token expired early or was revoked: one fresh token, then give up.
                     self._auth.invalidate(creds.token)
@@ -297,36 +363,60 @@ class SwiftClient:
         resp = self.request("HEAD", container, name, ok=(404,))
         if resp.status_code == 404:
             return None
-        h = resp.headers
-        mtime = h.get("X-Object-Meta-Mtime")
-        segment_size = h.get("X-Object-Meta-Kcsync-Segment-Size")
+        return facts_from_headers(resp.headers)
+
+    @contextmanager
+    def get_object(
+        self, container: str, name: str, *, offset: int = 0, length: int | None = None
+    ) -> Iterator[ObjectStream]:
+        """GET an object's body (or ``length`` bytes of it from ``offset``) as a stream.
+
+        Connection errors and retryable statuses before the body starts are retried by
+        ``request``; a body cut short is the caller's to retry, from where it stopped
+        (``ObjectStream.chunks`` raises TransientRemoteError when it ends early). The
+        stored bytes are handed out as they are, never decoded: a Content-Encoding set
+        by the uploader must not change what is hashed and written.
+        """
+        headers: dict[str, str] = {}
+        ranged = offset > 0 or length is not None
+        if ranged:
+            end = "" if length is None else str(offset + length - 1)
+            headers["Range"] = f"bytes={offset}-{end}"
+        resp = self.request("GET", container, name, headers=headers, stream=True)
         try:
-            mtime_value = float(mtime) if mtime else None
-        except ValueError:
-            mtime_value = None
-        return ObjectFacts(
-            size=int(h.get("Content-Length", "0")),
-            etag=strip_quotes(h.get("Etag")),
-            mtime=mtime_value,
-            md5=h.get("X-Object-Meta-Kcsync-Md5"),
-            slo_digest=h.get("X-Object-Meta-Kcsync-Slo-Etag"),
-            upload_id=h.get("X-Object-Meta-Kcsync-Upload"),
-            segment_size=int(segment_size) if segment_size and segment_size.isdigit() else None,
-            is_slo=h.get("X-Static-Large-Object", "").lower() == "true",
-            dlo_manifest=h.get("X-Object-Manifest"),
-            mtime_raw=mtime,
-        )
+            if ranged and resp.status_code != 206:
+                # A server that ignores Range sends the whole object: not what was asked.
+                raise RemoteError(f"GET {name}: asked for a range, got {resp.status_code}")
+            declared = resp.headers.get("Content-Length")
+            yield ObjectStream(
+                name=name,
+                facts=facts_from_headers(resp.headers),
+                length=int(declared) if declared and declared.isdigit() else None,
+                _resp=resp,
+            )
+        finally:
+            resp.close()
 
     def get_slo_segments(self, container: str, name: str) -> list[tuple[int, str]] | None:
         """(size, md5) of each segment from the stored manifest; None where the server
         does not show it (RGW answers an empty body)."""
+        manifest = self.get_slo_manifest(container, name)
+        return None if manifest is None else [(size, md5) for _, size, md5 in manifest]
+
+    def get_slo_manifest(self, container: str, name: str) -> list[tuple[str, int, str]] | None:
+        """(path "/container/segment", size, md5) of each segment of the stored manifest;
+        None where the server does not show it (RGW answers an empty body)."""
         resp = self.request("GET", container, name, params={"multipart-manifest": "get"}, ok=(404,))
         if resp.status_code == 404 or not resp.content.strip():
             return None
         try:
             items = resp.json()
             return [
-                (int(i.get("bytes", i.get("size_bytes"))), str(i.get("hash", i.get("etag"))))
+                (
+                    str(i.get("name", i.get("path", ""))),
+                    int(i.get("bytes", i.get("size_bytes"))),
+                    str(i.get("hash", i.get("etag"))),
+                )
                 for i in items
             ]
         except (ValueError, TypeError, AttributeError):
