@@ -18,7 +18,9 @@ from kcsync.verify_plan import (
 LOCAL = LocalEntry("f/a", "/d/a", 5, 100, 7, 200)
 PLAIN = RemoteEntry("f/a", "m" * 32, 5, "2024-01-01T00:00:00.000000")
 SLO = RemoteEntry("f/a", EMPTY_MD5, 300, "2024-01-01T00:00:00.000000")
-ENTRY = IndexEntry("f/a", 5, 100, 7, 200, "m" * 32, 0, None, RemoteSignature("m" * 32, 5, None), verified_ns=0)
+ENTRY = IndexEntry(
+    "f/a", 5, 100, 7, 200, "m" * 32, 0, None, RemoteSignature("m" * 32, 5, None), verified_ns=0
+)
 
 
 @pytest.mark.parametrize(
@@ -34,7 +36,8 @@ ENTRY = IndexEntry("f/a", 5, 100, 7, 200, "m" * 32, 0, None, RemoteSignature("m"
          Difference(Kind.DIFFERS, "f/a", "size 5 locally, 6 in the bucket", "/d/a")),
         # same content under a new listing signature (a copy onto itself): still the MD5
         (LOCAL, RemoteEntry("f/a", "m" * 32, 5, "later"),
-         IndexEntry("f/a", 5, 100, 7, 200, "m" * 32, 0, None, RemoteSignature("o", 5, None), verified_ns=0),
+         IndexEntry("f/a", 5, 100, 7, 200, "m" * 32, 0, None, RemoteSignature("o", 5, None),
+                    verified_ns=0),
          False, None),
         (LOCAL, SLO, None, False, CHECK),  # a manifest: only a HEAD tells
         (LocalEntry("f/a", "/d/a", 5, 101, 7, 200), PLAIN, ENTRY, False, CHECK),  # touched
