@@ -231,3 +231,38 @@ def test_reupload_killed_at_random_points_always_reads_old_or_new(env: Env) -> N
     # collector takes them once they are older than the grace period.
     assert env.run(large_objects=NO_GRACE).code == 0
     assert all_segments(env) == segments_of(env, "files/big.bin")
+
+
+def test_a_large_file_whose_size_changed_is_not_hashed_before_it_is_sent(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HEAD already says the content differs: a whole-file pass first would read a
+    many-GB file twice."""
+    from kcsync import apply
+    from kcsync.apply import CHECK, job_payload
+    from kcsync.config import load_config
+    from kcsync.daemon import Runtime
+    from kcsync.progress import Stats
+
+    path = env.write("big.bin", os.urandom(5 * SEG))
+    assert env.run().code == 0
+    listed = {e["name"]: e for e in env.conn.get_container(env.bucket)[1]}["files/big.bin"]
+    with path.open("ab") as f:
+        f.write(os.urandom(SEG))
+
+    def no_hashing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("hashed the whole file before sending it")
+
+    monkeypatch.setattr(apply, "hash_file", no_hashing)
+    rt = Runtime(load_config(env.configure()), Stats(), once=True)
+    try:
+        from kcsync.swift.client import parse_listing_entry
+
+        remote = parse_listing_entry(listed)
+        outcome = rt.applier.run(
+            "files/big.bin", CHECK, job_payload(path=str(path), remote=remote, reason="changed")
+        )
+    finally:
+        rt.close()
+    assert outcome.action == "uploaded"
+    assert env.download("files/big.bin") == path.read_bytes()

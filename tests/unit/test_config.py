@@ -762,3 +762,22 @@ def test_the_default_state_dir_inside_a_backed_up_home_is_refused(monkeypatch):
     with pytest.raises(ConfigError) as info:
         parse(data, environ={})
     assert info.value.key == "state_dir"
+
+
+@pytest.mark.parametrize(
+    ("value", "share"),
+    [(None, 0.5), ("50%", 0.5), ("12.5%", 0.125), (0.25, 0.25), (1, 1.0), ("0%", 0.0)],
+    ids=["default", "percent", "fraction-percent", "fraction", "all", "none"],
+)
+def test_delete_max_share(value, share):
+    data = base()
+    if value is not None:
+        data["delete"] = {"max_share": value}
+    assert parse(data).delete.max_share == share
+
+
+@pytest.mark.parametrize("value", ["half", "150%", -0.1, True], ids=str)
+def test_delete_max_share_errors(value):
+    with pytest.raises(ConfigError) as info:
+        parse({**base(), "delete": {"max_share": value}})
+    assert info.value.key == "delete.max_share"
