@@ -101,8 +101,10 @@ class Applier:
         guards: GuardState,
         gate: Gate,
         ledger: SegmentLedger,
+        enqueue: Callable[[list[tuple[str, str, dict[str, Any]]]], None],
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
+        self._enqueue = enqueue
         self._ledger = ledger
         self._client = client
         self._transfer = transfer
@@ -387,6 +389,12 @@ class Applier:
         if not self._mirror:
             self._index.delete(key)
             return Outcome("nothing", key, 0, "keep mode")
+        if remote is None and previous is None:
+            # A delete the watcher saw, of a name kcsync holds nothing for: a scratch file
+            # never uploaded, or an object another delete job has just removed. (After
+            # the reconcile at start the index knows every object of the folder; one it
+            # does not, the next reconcile finds in its listing.)
+            return Outcome("nothing", key, 0, "not in the bucket")
         self._guard_folder(key)
         deleted = self._delete_object(key, remote, large, previous)
         return Outcome("deleted", key) if deleted else Outcome("nothing", key, 0, "not there")
@@ -409,30 +417,31 @@ class Applier:
         return existed
 
     def _delete_tree(self, key: str) -> Outcome:
-        """A directory vanished (deleted, or moved out of the folder): delete, once each,
-        the objects under it whose files are gone. If the directory is back, its files
-        that exist keep their objects."""
+        """A directory vanished (deleted, or moved out of the folder): each object of ours
+        under it whose file is gone becomes a delete job of its own.
+
+        From the index, not a listing: `rm -rf` makes a job per sub-directory too, and a
+        listing taken while those run would name objects they are deleting. A delete job
+        finds the entry gone once the first one has deleted it, so each object is deleted
+        once, by whichever comes first, and the workers share the work. Objects kcsync
+        never recorded (another tool's) are left to the reconcile, which lists the bucket.
+        """
         folder = self._folder_of(key)
         state_rel = self._gate.state_rel(folder)
-        # Only names a file of the folder could have synced to, as the reconcile judges
-        # them: an excluded name under the directory is another tool's, and stays.
         victims = [
-            e
-            for e in self._client.list_objects(self._container, prefix=key)
-            if ours_to_judge(e.name[len(folder.prefix) :], folder.exclude, state_rel)
-            and not _exists_locally(folder, e.name)
+            e.key
+            for e in self._index.iter_sorted(key)
+            if ours_to_judge(e.key[len(folder.prefix) :], folder.exclude, state_rel)
+            and not _exists_locally(folder, e.key)
         ]
         if not self._mirror:
-            for e in victims:
-                self._index.delete(e.name)
+            for name in victims:
+                self._index.delete(name)
             return Outcome("nothing", key, 0, "keep mode")
         if victims:
             self._guard_folder(key)
-        deleted = sum(
-            self._delete_object(e.name, e, e.may_be_large_object, self._index.get(e.name))
-            for e in victims
-        )
-        return Outcome("deleted", key, 0, f"{deleted} objects under {key}", objects=deleted)
+            self._enqueue([(name, DELETE, {"reason": f"{key} removed"}) for name in victims])
+        return Outcome("nothing", key, 0, f"{len(victims)} deletes queued")
 
     def _folder_of(self, key: str) -> FolderConfig:
         return next(f for f in self._folders if key.startswith(f.prefix))

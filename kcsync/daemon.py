@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,6 +234,7 @@ class Runtime:
             guards=self.guards,
             gate=self.gate,
             ledger=self.ledger,
+            enqueue=self.enqueue,
         )
         self.pool = WorkerPool(
             self.queue,
@@ -247,6 +248,11 @@ class Runtime:
         self.sink = QueueSink(
             self.queue, self.index, self.ledger, self.guards, stats, self.pool
         )
+
+    def enqueue(self, jobs: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """New jobs from outside a reconcile (the watcher, a directory's delete)."""
+        self.queue.enqueue_many(jobs, now=time.time())
+        self.pool.wake(len(jobs))
 
     def _handle(self, job: Job) -> None:
         outcome = self.applier.run(job.key, job.op, job.payload)
@@ -376,7 +382,7 @@ class Daemon:
             )
             watcher = Watcher(
                 config.folders,
-                self._enqueuer(rt),
+                rt.enqueue,
                 settle=config.daemon.settle,
                 gate=rt.gate,
                 on_lost=lambda folder: scheduler.run_now(),
@@ -411,13 +417,6 @@ class Daemon:
                 log.warning("threads still alive at exit", threads=lingering)
             log.info("stopped", clean=finished)
             return EXIT_OK
-
-    def _enqueuer(self, rt: Runtime) -> Callable[[list[tuple[str, str, dict[str, Any]]]], None]:
-        def enqueue(jobs: list[tuple[str, str, dict[str, Any]]]) -> None:
-            rt.queue.enqueue_many(jobs, now=time.time())
-            rt.pool.wake(len(jobs))
-
-        return enqueue
 
     def _install_signals(self, scheduler: ReconcileScheduler) -> None:
         def stop(signum: int, _frame: object) -> None:

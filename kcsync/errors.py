@@ -74,6 +74,11 @@ class LocalFileError(KcsyncError):
     """One file cannot be synced now (unreadable, vanished, bad name): report it, skip it."""
 
 
+class FileVanishedError(LocalFileError):
+    """The file is gone (deleted, or moved away) since it was admitted: not a bad file.
+    Its delete or move event, or the reconcile, settles its object."""
+
+
 class FileChangedError(LocalFileError):
     """The file changed while it was read; the upload was discarded and will be retried."""
 

@@ -15,7 +15,7 @@ from typing import IO
 
 from kcsync import gate as rules
 from kcsync.config import FolderConfig
-from kcsync.errors import FileBusyError, FileChangedError, LocalFileError
+from kcsync.errors import FileBusyError, FileChangedError, FileVanishedError, LocalFileError
 from kcsync.gate import (  # re-exported: the name rules used to live here
     Gate,
     StateDir,
@@ -221,7 +221,7 @@ def restat(entry: LocalEntry) -> LocalEntry:
     try:
         st = os.stat(entry.path)
     except FileNotFoundError:
-        raise LocalFileError(f"{printable(entry.path)}: vanished") from None
+        raise FileVanishedError(f"{printable(entry.path)}: vanished") from None
     except OSError as exc:
         raise LocalFileError(f"{printable(entry.path)}: cannot stat: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
@@ -249,7 +249,7 @@ def open_file(entry: LocalEntry) -> io.BufferedReader:
         # O_NONBLOCK: a file swapped for a FIFO after the scan must not hang a worker.
         fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise LocalFileError(f"{shown}: vanished") from None
+        raise FileVanishedError(f"{shown}: vanished") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise FileChangedError(f"{shown}: replaced by a symlink") from None

@@ -11,6 +11,7 @@ import structlog
 
 from kcsync.errors import (
     FileChangedError,
+    FileVanishedError,
     GuardError,
     KcsyncError,
     LocalFileError,
@@ -127,6 +128,10 @@ class WorkerPool:
         except FileChangedError as exc:
             # Still being written: come back soon; not a fault of the server.
             self._fail(job, str(exc), delay=1.0)
+        except FileVanishedError as exc:
+            # Moved or deleted while its job ran: not a bad file (its own event settles it).
+            log.debug("vanished", object=job.key, error=str(exc))
+            self._queue.complete(job, now=self._clock())
         except LocalFileError as exc:
             self._on_bad(job.key, str(exc))
             self._queue.complete(job, now=self._clock())
