@@ -384,7 +384,7 @@ class Applier:
 
     def _delete(self, key: str, remote: RemoteEntry | None, large: bool) -> Outcome:
         previous = self._index.get(key)
-        if not self._mirror:
+        if not self._folder_of(key).mirrors(self._mirror):
             self._index.delete(key)
             return Outcome("nothing", key, 0, "keep mode")
         self._guard_folder(key)
@@ -422,7 +422,7 @@ class Applier:
             if ours_to_judge(e.name[len(folder.prefix) :], folder.exclude, state_rel)
             and not _exists_locally(folder, e.name)
         ]
-        if not self._mirror:
+        if not folder.mirrors(self._mirror):
             for e in victims:
                 self._index.delete(e.name)
             return Outcome("nothing", key, 0, "keep mode")

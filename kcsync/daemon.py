@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 import structlog
 
 from kcsync.apply import Applier
+from kcsync.bandwidth import make_pace
 from kcsync.config import Config, KakaoAuth, TokenAuth, V1Auth
 from kcsync.errors import EXIT_GUARD, EXIT_INCOMPLETE, EXIT_OK, RemoteError, StateLockedError
 from kcsync.guard import Limits
@@ -221,6 +222,7 @@ class Runtime:
             self.ledger,
             segment_size=config.large.segment_size,
             segment_workers=config.workers,
+            pace=make_pace(config.bandwidth),
         )
         self.applier = Applier(
             self.remote.client,

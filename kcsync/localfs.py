@@ -294,7 +294,11 @@ def check_unchanged(entry: LocalEntry) -> None:
         raise FileChangedError(f"{printable(entry.path)}: changed while it was read")
 
 
-def read_small(entry: LocalEntry) -> bytes:
+def read_small(entry: LocalEntry, pace: Callable[[int], None] | None = None) -> bytes:
+    """The whole file, for a single PUT. ``pace`` is told the bytes read for sending
+    before they are read (the bandwidth limit waits there)."""
+    if pace is not None:
+        pace(entry.size)
     with open_file(entry) as f:
         data = f.read(entry.size + 1)
     if len(data) != entry.size:
@@ -343,9 +347,16 @@ class FileSlice:
     """
 
     def __init__(
-        self, entry: LocalEntry, offset: int, length: int, *, hashed: bool = False
+        self,
+        entry: LocalEntry,
+        offset: int,
+        length: int,
+        *,
+        hashed: bool = False,
+        pace: Callable[[int], None] | None = None,
     ) -> None:
         self._entry = entry
+        self._pace = pace  # told each read's size before it is read (bandwidth limit)
         self._offset = offset
         self._length = length
         self._left = length
@@ -370,6 +381,8 @@ class FileSlice:
         if self._left <= 0:
             return b""
         want = self._left if n is None or n < 0 else min(n, self._left)
+        if self._pace is not None:
+            self._pace(want)
         data = self._file.read(want)
         if not data:
             raise FileChangedError(f"{printable(self._entry.path)}: shrank while it was sent")

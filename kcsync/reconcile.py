@@ -231,7 +231,7 @@ class Reconciler:
             lambda e: e.key,
         )
         for key, local, remote, entry in merged:
-            decision = plan.decide(local, remote, entry, mirror=self._mirror)
+            decision = plan.decide(local, remote, entry, mirror=folder.mirrors(self._mirror))
             action = decision.action
             if action is plan.Action.SKIP:
                 self._stats.add(unchanged=1 if local else 0)

@@ -6,6 +6,7 @@ import hashlib
 import mimetypes
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -74,8 +75,12 @@ class Transfer:
         *,
         segment_size: int,
         segment_workers: int,
+        pace: Callable[[int], None] | None = None,
     ) -> None:
         self._client = client
+        # Told every block read from a file for sending: the bandwidth limit, and the
+        # bytes-in-flight metric.
+        self._pace = pace
         self._ledger = ledger
         self._container = container
         self._segments = segments_container
@@ -98,12 +103,12 @@ class Transfer:
 
     def put(self, entry: LocalEntry, known_md5: str | None = None) -> Uploaded:
         if entry.size <= SMALL_READ:
-            data = read_small(entry)
+            data = read_small(entry, self._pace)
             md5 = hashlib.md5(data).hexdigest()
             etag = self._put_checked(entry, data, md5)
         else:
             md5 = known_md5 or hash_file(entry)[0]
-            body = FileSlice(entry, 0, entry.size)
+            body = FileSlice(entry, 0, entry.size, pace=self._pace)
             try:
                 etag = self._put_checked(entry, body, md5)
             finally:
@@ -206,7 +211,7 @@ class Transfer:
                 return md5, 0
             raise _SpoiledGroup(group_of(name) or name)
         for _ in range(SEGMENT_ATTEMPTS):
-            body = FileSlice(entry, offset, length, hashed=True)
+            body = FileSlice(entry, offset, length, hashed=True, pace=self._pace)
             try:
                 etag = self._client.put_object(self._segments, name, body, etag=None, headers={})
             finally:
