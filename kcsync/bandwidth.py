@@ -84,7 +84,7 @@ class Throttle:
     ) -> None:
         self._config = config
         self._clock = clock
-        self._minute = minute_of_day or _local_minute
+        self._minute = minute_of_day or local_minute
         self._sleep = sleep
         self._bucket = TokenBucket()
         self._lock = threading.Lock()
@@ -105,7 +105,8 @@ class Throttle:
             self._sleep(wait)
 
 
-def _local_minute() -> int:
+def local_minute() -> int:
+    """The minute of the day now, local time (the schedule's clock)."""
     now = datetime.now()
     return now.hour * 60 + now.minute
 

@@ -89,6 +89,13 @@ class Transfer:
         self._pool = ThreadPoolExecutor(segment_workers, thread_name_prefix="kcsync-segment")
         self._segments_ready = False
         self._segments_lock = threading.Lock()
+        # Bytes of PUT bodies being sent right now, whole files and segments (metrics).
+        self.in_flight = 0
+        self._flight_lock = threading.Lock()
+
+    def _flying(self, n: int) -> None:
+        with self._flight_lock:
+            self.in_flight += n
 
     def _ensure_segments_container(self) -> None:
         """Created on the first large file only: most users never need it."""
@@ -119,6 +126,7 @@ class Transfer:
         return Uploaded(md5, 0, None, RemoteSignature(md5, entry.size, None), entry.size)
 
     def _put_checked(self, entry: LocalEntry, body: bytes | FileSlice, md5: str) -> str:
+        self._flying(entry.size)
         try:
             return self._client.put_object(
                 self._container, entry.key, body, etag=md5, headers=object_headers(entry, md5)
@@ -127,6 +135,8 @@ class Transfer:
             if exc.status == 422:  # the bytes sent did not hash to md5: the file changed
                 raise FileChangedError(f"{printable(entry.path)}: changed while sent") from exc
             raise
+        finally:
+            self._flying(-entry.size)
 
     def put_slo(self, entry: LocalEntry) -> Uploaded:
         plan = plan_segments(
@@ -212,10 +222,12 @@ class Transfer:
             raise _SpoiledGroup(group_of(name) or name)
         for _ in range(SEGMENT_ATTEMPTS):
             body = FileSlice(entry, offset, length, hashed=True, pace=self._pace)
+            self._flying(length)
             try:
                 etag = self._client.put_object(self._segments, name, body, etag=None, headers={})
             finally:
                 body.close()
+                self._flying(-length)
             md5 = body.hexdigest()
             # The server hashed what it received, we hashed what we sent: a difference is
             # damage on the way. The segment is not visible to anyone (no manifest names it
