@@ -187,7 +187,12 @@ class PlanPrinter:
         self._stats = stats
 
     def enqueue(self, key: str, op: str, payload: dict[str, object], size: int) -> None:
-        verb = {"upload": "upload", "check": "verify", "delete": "delete"}[op]
+        verb = {
+            "upload": "upload",
+            "check": "verify",
+            "delete": "delete",
+            "sync": "remove (uploaded already)",  # an ingest folder's leftover
+        }[op]
         self._out.write(f"would {verb}: {key} ({payload.get('reason')})\n")
         if op != "delete":
             self._stats.add(planned_files=1, planned_bytes=size)
@@ -290,6 +295,8 @@ class Runtime:
             self.stats.add(adopted=1)
         elif outcome.action == "deleted":
             self.stats.add(deleted=outcome.objects)
+        if outcome.removed_local:
+            self.stats.add(removed_local=1)
 
     def _on_bad(self, key: str, error: str) -> None:
         self.stats.add_bad(key, error)
