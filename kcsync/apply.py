@@ -14,7 +14,13 @@ from kcsync import guard, plan
 from kcsync.config import FolderConfig
 from kcsync.errors import GuardError, KcsyncError, LocalFileError, NotFoundError
 from kcsync.gate import Gate, ours_to_judge
-from kcsync.localfs import admit, check_unchanged, folder_path_for, hash_file
+from kcsync.localfs import (
+    admit,
+    check_unchanged,
+    folder_path_for,
+    hash_file,
+    remove_if_unchanged,
+)
 from kcsync.model import (
     IndexEntry,
     LocalEntry,
@@ -57,6 +63,10 @@ class Outcome:
     bytes_sent: int = 0
     reason: str = ""
     objects: int = 1  # objects the action was done to (a directory's delete: many)
+    # The bucket holds this very file: "server" when this job verified it there (an Etag
+    # matched, a digest compared, a copy's Etag), "index" when only the index says so.
+    in_bucket: str = ""
+    removed_local: bool = False  # an ingest folder's file, removed after its upload
 
 
 def job_payload(
@@ -142,6 +152,15 @@ class Applier:
             if local is None:
                 return Outcome("nothing", key, 0, "not synced (excluded or kcsync's state)")
             raise LocalFileError(f"{local.path}: {local.reason}")
+        outcome = self._act(local, op, payload, remote)
+        if folder.after_upload == "delete" and outcome.in_bucket:
+            return self._remove_uploaded(folder, local, outcome)
+        return outcome
+
+    def _act(
+        self, local: LocalEntry, op: str, payload: Mapping[str, Any], remote: RemoteEntry | None
+    ) -> Outcome:
+        key = local.key
         if op in (SYNC, DELETE):
             return self._sync(local)
         if op == MOVE:
@@ -151,7 +170,7 @@ class Applier:
         if moved_on and previous is not None and previous.trusts(local):
             # Another job (say, one left by a killed run) synced this very file after the
             # reconcile looked: the work is done.
-            return Outcome("nothing", key, 0, "already synced")
+            return Outcome("nothing", key, 0, "already synced", in_bucket="index")
         if moved_on and previous is not None and stat_key(previous) == stat_key(local):
             # Synced after the reconcile looked, but recorded in the file's timestamp tick
             # (that job uploaded a file written just before): compare the bytes with what
@@ -181,20 +200,20 @@ class Applier:
         # and the record above (a PUT can take minutes) would wait for the next reconcile:
         # FileChangedError makes the worker pool run this job again in a second.
         check_unchanged(local)
-        return Outcome("uploaded", local.key, result.bytes_sent, reason)
+        return Outcome("uploaded", local.key, result.bytes_sent, reason, in_bucket="server")
 
     def _sync(self, local: LocalEntry) -> Outcome:
         """A watcher said the file changed; the index knows what we sent last."""
         previous = self._index.get(local.key)
         if previous is not None and previous.trusts(local):
-            return Outcome("nothing", local.key, 0, "unchanged")
+            return Outcome("nothing", local.key, 0, "unchanged", in_bucket="index")
         md5 = None
         if previous is not None and previous.size == local.size:
             started = self._clock()
             same, md5 = _same_content(local, previous)
             if same:  # touched (or too recent to trust), not changed: remember the new stat
                 self._index.put(_restated(previous, local, started))
-                return Outcome("nothing", local.key, 0, "content unchanged")
+                return Outcome("nothing", local.key, 0, "content unchanged", in_bucket="index")
         return self._upload(local, previous, md5, "changed")
 
     def _move(self, local: LocalEntry, src: str) -> Outcome:
@@ -221,7 +240,9 @@ class Applier:
                     verified_ns=verified_ns,
                 )
                 log.info("copied", object=local.key, source=src)
-                outcome = Outcome("copied", local.key, 0, f"renamed from {src}")
+                outcome = Outcome(
+                    "copied", local.key, 0, f"renamed from {src}", in_bucket="server"
+                )
         if outcome is None:
             outcome = self._sync(local)
         if source is not None and not self._exists(src):
@@ -229,6 +250,35 @@ class Applier:
             # new name), and like any delete it acts on what the old path is now.
             self._delete(src, None, False)
         return outcome
+
+    def _remove_uploaded(
+        self, folder: FolderConfig, local: LocalEntry, outcome: Outcome
+    ) -> Outcome:
+        """after_upload: delete. The file goes only once the bucket holds it, and only if it
+        is still exactly what was read; its object stays (the folder is keep, config)."""
+        if outcome.in_bucket == "index" and not self._still_there(local.key):
+            # The index says we sent this very file, but the object may have been deleted
+            # since: one HEAD before a file is removed for good; the reconcile re-uploads.
+            return outcome
+        if str(folder_path_for(folder, local.key)) != local.path:
+            log.warning("not removed after upload", object=local.key, reason="a symlink")
+            return outcome
+        why = remove_if_unchanged(local, folder.path)
+        if why is not None:
+            log.info("not removed after upload", object=local.key, reason=why)
+            return outcome
+        # Its own delete event (or the next reconcile) would forget it too; now is sooner.
+        self._index.delete(local.key)
+        log.info("removed after upload", object=local.key)
+        return replace(outcome, removed_local=True)
+
+    def _still_there(self, key: str) -> bool:
+        entry = self._index.get(key)
+        facts = self._client.head_object(self._container, key)
+        if entry is None or facts is None:
+            return False
+        expected = entry.slo_etag if entry.segment_size else entry.md5
+        return bool(expected) and facts.etag == expected and facts.size == entry.size
 
     def _replaced(self, key: str, live: str | None, previous: IndexEntry | None) -> None:
         """``key`` was just overwritten or deleted by us: retire and delete the segment
@@ -358,7 +408,10 @@ class Applier:
         (log.warning if event == "adopted-unverified" else log.debug)(
             event, object=local.key, reason=decision.reason
         )
-        return Outcome("adopted", local.key, 0, decision.reason)
+        # Only an adoption that compared a digest vouches for the bytes: an ingest folder
+        # never removes a file on equal size and mtime alone.
+        verified = "server" if event == "adopted" else ""
+        return Outcome("adopted", local.key, 0, decision.reason, in_bucket=verified)
 
     def _foreign_segments(
         self, facts: ObjectFacts | None, local: LocalEntry
@@ -386,7 +439,7 @@ class Applier:
 
     def _delete(self, key: str, remote: RemoteEntry | None, large: bool) -> Outcome:
         previous = self._index.get(key)
-        if not self._mirror:
+        if not self._folder_of(key).mirrors(self._mirror):
             self._index.delete(key)
             return Outcome("nothing", key, 0, "keep mode")
         if remote is None and previous is None:
@@ -434,7 +487,7 @@ class Applier:
             if ours_to_judge(e.key[len(folder.prefix) :], folder.exclude, state_rel)
             and not _exists_locally(folder, e.key)
         ]
-        if not self._mirror:
+        if not folder.mirrors(self._mirror):
             for name in victims:
                 self._index.delete(name)
             return Outcome("nothing", key, 0, "keep mode")

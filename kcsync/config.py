@@ -55,6 +55,17 @@ class FolderConfig:
     path: Path
     prefix: str
     exclude: tuple[str, ...]
+    # Ingest folders (rclone's `move`): "delete" removes each file once its upload is
+    # verified. Such a folder never mirrors deletes (see _parse_ingest).
+    after_upload: Literal["keep", "delete"] = "keep"
+    # This folder's own delete mode; None: the global delete.mode.
+    delete_mode: Literal["mirror", "keep"] | None = None
+
+    def mirrors(self, default: bool) -> bool:
+        """Whether deletes here reach the bucket: the folder's own mode, else ``default``
+        (the global one). An ingest folder is always keep (_parse_ingest): the files it
+        removes after their upload must not take their objects with them."""
+        return default if self.delete_mode is None else self.delete_mode == "mirror"
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,25 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class BandwidthWindow:
+    start: int  # minute of the day, local time
+    end: int  # exclusive; before start: the window runs over midnight
+    limit: int  # bytes/s; 0: no limit
+
+
+@dataclass(frozen=True)
+class BandwidthConfig:
+    limit: int = 0  # bytes/s outside every window; 0: no limit
+    schedule: tuple[BandwidthWindow, ...] = ()
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: tuple[str, int] | None = None  # the daemon's /metrics endpoint (host, port)
+    textfile: Path | None = None  # a node_exporter textfile, written at the end of --once
+
+
+@dataclass(frozen=True)
 class Config:
     auth: AuthConfig
     tls_verify: bool | str  # False, True, or a CA bundle path (requests' convention)
@@ -110,6 +140,12 @@ class Config:
     daemon: DaemonConfig
     source: Path
     warnings: tuple[str, ...] = ()
+    bandwidth: BandwidthConfig = BandwidthConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    def mirrors(self, folder: FolderConfig) -> bool:
+        """Whether deletes in ``folder`` are mirrored to the bucket."""
+        return folder.mirrors(self.delete.mode == "mirror")
 
 
 def config_path(cli_value: str | None, environ: Mapping[str, str] = os.environ) -> Path:
@@ -229,6 +265,8 @@ def parse_config(
         daemon=daemon,
         source=source,
         warnings=tuple(warnings),
+        bandwidth=_parse_bandwidth(top.section("bandwidth")),
+        metrics=_parse_metrics(top.section("metrics")),
     )
     top.done()
     _check_state_dir(config.state_dir, config.folders)
@@ -282,7 +320,16 @@ def _parse_folders(top: _Section) -> tuple[FolderConfig, ...]:
         exclude = sec.string_list("exclude")
         if sec.boolean("default_excludes", True):
             exclude = DEFAULT_EXCLUDES + exclude
-        folders.append(FolderConfig(path=path, prefix=prefix, exclude=exclude))
+        after_upload, delete_mode = _parse_ingest(sec, explicit_mirror=top.explicit_mirror())
+        folders.append(
+            FolderConfig(
+                path=path,
+                prefix=prefix,
+                exclude=exclude,
+                after_upload=after_upload,
+                delete_mode=delete_mode,
+            )
+        )
         sec.done()
     for i, a in enumerate(folders):
         for j, b in enumerate(folders):
@@ -294,6 +341,73 @@ def _parse_folders(top: _Section) -> tuple[FolderConfig, ...]:
                     "each folder needs its own distinct prefix",
                 )
     return tuple(folders)
+
+
+def _parse_ingest(
+    sec: _Section, *, explicit_mirror: bool
+) -> tuple[Literal["keep", "delete"], Literal["mirror", "keep"] | None]:
+    """A folder's after_upload and its own delete mode.
+
+    An ingest folder (after_upload: delete) removes its files itself once they are in the
+    bucket: mirrored, each of those removals would delete the very object just verified.
+    So it is a keep folder whatever the default is; written out as mirror, for the folder
+    or globally, it is an error rather than a silent choice of one of the two.
+    """
+    after = sec.choice("after_upload", ("keep", "delete"), "keep")
+    own = sec.section("delete")
+    mode = own.choice("mode", ("mirror", "keep"), "") if own.raw("mode") is not None else None
+    own.done()
+    delete_mode: Literal["mirror", "keep"] | None = (
+        None if mode is None else "mirror" if mode == "mirror" else "keep"
+    )
+    if after == "delete":
+        if delete_mode == "mirror" or (delete_mode is None and explicit_mirror):
+            where = "delete.mode" if delete_mode is None else sec.key("delete.mode")
+            raise ConfigError(
+                sec.key("after_upload"),
+                f"cannot be delete while {where} is mirror: the files it removes would "
+                f"delete their objects (set {sec.key('delete.mode')}: keep)",
+            )
+        return "delete", "keep"
+    return "keep", delete_mode
+
+
+def _parse_bandwidth(sec: _Section) -> BandwidthConfig:
+    windows = []
+    items = sec.raw("schedule")
+    if items is not None and not isinstance(items, list):
+        raise ConfigError(sec.key("schedule"), "must be a list of {from, to, limit}")
+    for i, item in enumerate(items or []):
+        win = _Section(item, sec.key(f"schedule[{i}]"), sec.environ, sec.warnings)
+        start, end = win.clock("from"), win.clock("to")
+        if start == end:
+            raise ConfigError(win.key("to"), "must differ from `from`")
+        windows.append(BandwidthWindow(start, end, win.size("limit", -1)))
+        if windows[-1].limit < 0:
+            raise ConfigError(win.key("limit"), "is required (bytes/s; 0 for no limit)")
+        win.done()
+    config = BandwidthConfig(limit=sec.size("limit", 0), schedule=tuple(windows))
+    sec.done()
+    return config
+
+
+def _parse_metrics(sec: _Section) -> MetricsConfig:
+    listen = sec.string("listen")
+    address: tuple[str, int] | None = None
+    if listen is not None:
+        # A bare port binds to loopback: metrics say what is synced and how much, which is
+        # not for every host that can reach this one. Another address must be written out.
+        host, sep, port = listen.rpartition(":")
+        host = (host if sep else "127.0.0.1").strip("[]") or "127.0.0.1"
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(sec.key("listen"), f"{listen!r} is not HOST:PORT or PORT")
+        address = (host, int(port))
+    textfile = sec.string("textfile")
+    path = Path(textfile).expanduser() if textfile else None
+    if path is not None and (not path.is_absolute() or not path.name.endswith(".prom")):
+        raise ConfigError(sec.key("textfile"), f"{textfile} must be an absolute path ending .prom")
+    sec.done()
+    return MetricsConfig(listen=address, textfile=path)
 
 
 def _check_state_dir(state_dir: Path, folders: tuple[FolderConfig, ...]) -> None:
@@ -461,6 +575,22 @@ class _Section:
         if not 0 <= result <= 1:
             raise ConfigError(self.key(name), f"must be from 0% to 100%, not {value!r}")
         return result
+
+    def clock(self, name: str) -> int:
+        """A local time of day, "HH:MM", as the minute of the day ("24:00" ends a day)."""
+        value = self.required(name)
+        hours, sep, minutes = value.partition(":")
+        if not (sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+            raise ConfigError(self.key(name), f"{value!r} is not a time like 08:00")
+        minute = int(hours) * 60 + int(minutes)
+        if int(minutes) > 59 or minute > 24 * 60:
+            raise ConfigError(self.key(name), f"{value!r} is not a time of day")
+        return minute
+
+    def explicit_mirror(self) -> bool:
+        """Whether delete.mode: mirror is written in this (top-level) mapping."""
+        delete = self.data.get("delete")
+        return isinstance(delete, dict) and delete.get("mode") == "mirror"
 
     def choice(self, name: str, options: tuple[str, ...], default: str | None) -> str:
         value = self.raw(name)

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +17,20 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 import structlog
 
 from kcsync.apply import Applier
+from kcsync.bandwidth import limit_at, local_minute, make_pace
 from kcsync.config import Config, KakaoAuth, TokenAuth, V1Auth
 from kcsync.errors import EXIT_GUARD, EXIT_INCOMPLETE, EXIT_OK, RemoteError, StateLockedError
 from kcsync.guard import Limits
 from kcsync.localfs import make_gate
 from kcsync.logs import redactor
+from kcsync.metrics import (
+    Endpoint,
+    RunFacts,
+    Sources,
+    previous_success,
+    registry_for,
+    write_textfile,
+)
 from kcsync.model import IndexEntry
 from kcsync.notify import Notifier
 from kcsync.orphans import OrphanCollector
@@ -39,6 +48,8 @@ from kcsync.transfer import Transfer
 from kcsync.worker import WorkerPool
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from kcsync.scheduler import ReconcileScheduler
 
 log = structlog.get_logger("kcsync")
@@ -55,6 +66,7 @@ class Remote:
     client: SwiftClient
     limits: ServerLimits
     storage_url: str
+    auth: Authenticator
 
 
 def make_remote(config: Config) -> Remote:
@@ -67,7 +79,9 @@ def make_remote(config: Config) -> Remote:
         auth, session, timeout=config.retry.timeout, attempts=config.retry.request_attempts
     )
     creds = auth.credentials()  # the Authenticator registers every token with the redactor
-    return Remote(client=client, limits=client.limits(), storage_url=creds.storage_url)
+    return Remote(
+        client=client, limits=client.limits(), storage_url=creds.storage_url, auth=auth
+    )
 
 
 def _secrets(config: Config) -> list[str]:
@@ -173,7 +187,12 @@ class PlanPrinter:
         self._stats = stats
 
     def enqueue(self, key: str, op: str, payload: dict[str, object], size: int) -> None:
-        verb = {"upload": "upload", "check": "verify", "delete": "delete"}[op]
+        verb = {
+            "upload": "upload",
+            "check": "verify",
+            "delete": "delete",
+            "sync": "remove (uploaded already)",  # an ingest folder's leftover
+        }[op]
         self._out.write(f"would {verb}: {key} ({payload.get('reason')})\n")
         if op != "delete":
             self._stats.add(planned_files=1, planned_bytes=size)
@@ -199,6 +218,7 @@ class Runtime:
     def __init__(self, config: Config, stats: Stats, *, once: bool, dry_run: bool = False) -> None:
         self.config = config
         self.stats = stats
+        self.facts = RunFacts()
         self.remote = make_remote(config)
         # One gate for the scan, the watcher and the jobs (DESIGN §4a).
         self.gate = make_gate(
@@ -221,6 +241,7 @@ class Runtime:
             self.ledger,
             segment_size=config.large.segment_size,
             segment_workers=config.workers,
+            pace=self.facts.counting(make_pace(config.bandwidth)),
         )
         self.applier = Applier(
             self.remote.client,
@@ -254,6 +275,22 @@ class Runtime:
         self.queue.enqueue_many(jobs, now=time.time())
         self.pool.wake(len(jobs))
 
+    def metrics(self, watcher_overflows: Callable[[], int] | None = None) -> CollectorRegistry:
+        """A registry whose collector reads this runtime's counters at each scrape."""
+        bandwidth = self.config.bandwidth
+        return registry_for(
+            Sources(
+                stats=self.stats,
+                facts=self.facts,
+                client=self.remote.client,
+                auth=self.remote.auth,
+                queue_counts=self.queue.counts,
+                in_flight=lambda: self.transfer.in_flight,
+                bandwidth_limit=lambda: limit_at(bandwidth, local_minute()),
+                watcher_overflows=watcher_overflows,
+            )
+        )
+
     def _handle(self, job: Job) -> None:
         outcome = self.applier.run(job.key, job.op, job.payload)
         if outcome.action == "uploaded":
@@ -264,6 +301,8 @@ class Runtime:
             self.stats.add(adopted=1)
         elif outcome.action == "deleted":
             self.stats.add(deleted=outcome.objects)
+        if outcome.removed_local:
+            self.stats.add(removed_local=1)
 
     def _on_bad(self, key: str, error: str) -> None:
         self.stats.add_bad(key, error)
@@ -319,6 +358,8 @@ def run_once(config: Config, *, dry_run: bool = False, out: TextIO | None = None
     stats = Stats()
     with state_lock(config.state_dir):
         rt = Runtime(config, stats, once=True, dry_run=dry_run)
+        code: int | None = None
+        started = time.time()
         try:
             rt.ensure_bucket(dry_run=dry_run)
             if dry_run:
@@ -350,9 +391,26 @@ def run_once(config: Config, *, dry_run: bool = False, out: TextIO | None = None
             for why in rep.refused:
                 out.write(f"deletes refused: {why}\n")
             out.write(stats.summary() + "\n")
-            return _exit_code(stats, rep)
+            code = _exit_code(stats, rep)
+            rt.facts.reconciled(
+                at=started, duration=time.time() - started, drift=rep.drift, ok=code == EXIT_OK
+            )
+            return code
         finally:
+            if config.metrics.textfile is not None and not dry_run:
+                _write_textfile(rt, config.metrics.textfile)
             rt.close()
+
+
+def _write_textfile(rt: Runtime, path: Path) -> None:
+    """At the end of a --once run, whatever its outcome: a failed run keeps the last
+    success a previous run recorded, so an alert on its age keeps counting."""
+    if rt.facts.last_success_at is None:
+        rt.facts.last_success_at = previous_success(path)
+    try:
+        write_textfile(path, rt.metrics())
+    except OSError as exc:  # the sync itself went as it went: say so, keep its exit code
+        log.error("cannot write the metrics textfile", path=str(path), error=str(exc))
 
 
 class Daemon:
@@ -387,6 +445,12 @@ class Daemon:
                 gate=rt.gate,
                 on_lost=lambda folder: scheduler.run_now(),
             )
+            endpoint = None
+            if config.metrics.listen is not None:
+                endpoint = Endpoint(
+                    rt.metrics(lambda: watcher.overflows), config.metrics.listen
+                )
+                log.info("metrics endpoint", address=f"{config.metrics.listen[0]}:{endpoint.port}")
             self._install_signals(scheduler)
             # Watch before the first reconcile scans: a change between the two is then seen
             # by at least one of them.
@@ -403,6 +467,8 @@ class Daemon:
             log.info("stopping", timeout=config.daemon.stop_timeout)
             scheduler.shutdown()
             watcher.stop()  # its pending hints become jobs: nothing seen is dropped
+            if endpoint is not None:
+                endpoint.close()
             finished = rt.pool.stop(timeout=config.daemon.stop_timeout)
             if finished:
                 rt.close()
@@ -445,6 +511,12 @@ class Daemon:
         orphans = rt.collect_orphans() if not rep.folder_errors else 0
         duration = time.time() - started
         drift = rt.sink.new_jobs
+        rt.facts.reconciled(
+            at=started,
+            duration=duration,
+            drift=drift,
+            ok=not rep.folder_errors and not rep.refused,
+        )
         rt.db.set_meta(
             "last_reconcile",
             json.dumps(

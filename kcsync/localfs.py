@@ -294,7 +294,11 @@ def check_unchanged(entry: LocalEntry) -> None:
         raise FileChangedError(f"{printable(entry.path)}: changed while it was read")
 
 
-def read_small(entry: LocalEntry) -> bytes:
+def read_small(entry: LocalEntry, pace: Callable[[int], None] | None = None) -> bytes:
+    """The whole file, for a single PUT. ``pace`` is told the bytes read for sending
+    before they are read (the bandwidth limit waits there)."""
+    if pace is not None:
+        pace(entry.size)
     with open_file(entry) as f:
         data = f.read(entry.size + 1)
     if len(data) != entry.size:
@@ -343,9 +347,16 @@ class FileSlice:
     """
 
     def __init__(
-        self, entry: LocalEntry, offset: int, length: int, *, hashed: bool = False
+        self,
+        entry: LocalEntry,
+        offset: int,
+        length: int,
+        *,
+        hashed: bool = False,
+        pace: Callable[[int], None] | None = None,
     ) -> None:
         self._entry = entry
+        self._pace = pace  # told each read's size before it is read (bandwidth limit)
         self._offset = offset
         self._length = length
         self._left = length
@@ -370,6 +381,8 @@ class FileSlice:
         if self._left <= 0:
             return b""
         want = self._left if n is None or n < 0 else min(n, self._left)
+        if self._pace is not None:
+            self._pace(want)
         data = self._file.read(want)
         if not data:
             raise FileChangedError(f"{printable(self._entry.path)}: shrank while it was sent")
@@ -402,3 +415,50 @@ def folder_path_for(folder: FolderConfig, key: str) -> Path | None:
     if not valid_relative_name(rel):
         return None
     return folder.path.joinpath(*rel.split("/"))
+
+
+def remove_if_unchanged(entry: LocalEntry, root: Path) -> str | None:
+    """Remove an ingest folder's file after its verified upload; None when removed, else
+    why it stays. Then remove the directories this left empty, up to ``root`` (never
+    ``root`` itself).
+
+    It stays unless it is the very file that was read, unchanged: same device and inode,
+    size, mtime_ns and ctime_ns as ``entry`` (taken before the read, and checked after
+    it), and nobody holds it open for writing. A file rewritten since is uploaded again
+    by its own event or the next reconcile, and removed once that version is verified.
+    What remains is the instant between the last check and the unlink: a writer that
+    opens the file in it loses what it writes. rclone's `move` has the same window.
+    """
+    shown = printable(entry.path)
+    try:
+        st = os.lstat(entry.path)
+    except FileNotFoundError:
+        return "already gone"
+    except OSError as exc:
+        return f"cannot stat: {exc.strerror}"
+    if not stat.S_ISREG(st.st_mode) or stat_key(_from_stat(entry.key, entry.path, st)) != (
+        stat_key(entry)
+    ) or (entry.dev and st.st_dev != entry.dev):
+        return "changed since it was read"
+    try:
+        with open_file(entry):
+            pass  # open_file refuses a file held for writing, or replaced meanwhile
+        os.unlink(entry.path)
+    except (FileChangedError, FileBusyError) as exc:
+        return str(exc).removeprefix(f"{shown}: ")
+    except (LocalFileError, OSError) as exc:
+        return str(getattr(exc, "strerror", None) or exc)
+    _prune_empty(Path(entry.path).parent, root)
+    return None
+
+
+def _prune_empty(directory: Path, root: Path) -> None:
+    """rmdir upwards while empty; never ``root`` or anything outside it."""
+    root = Path(os.path.abspath(root))
+    current = Path(os.path.abspath(directory))
+    while current != root and root in current.parents:
+        try:
+            os.rmdir(current)  # fails, and stops the walk, unless it is empty
+        except OSError:
+            return
+        current = current.parent

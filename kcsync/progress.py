@@ -34,6 +34,7 @@ class Stats:
     failed_count: int = 0
     keep: int = REPORT_LIMIT
     refused_deletes: int = 0
+    removed_local: int = 0  # files removed after a verified upload (after_upload: delete)
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

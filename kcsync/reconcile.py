@@ -12,7 +12,7 @@ from typing import Protocol
 import structlog
 
 from kcsync import guard, plan
-from kcsync.apply import CHECK, DELETE, UPLOAD, job_payload
+from kcsync.apply import CHECK, DELETE, SYNC, UPLOAD, job_payload
 from kcsync.config import FolderConfig
 from kcsync.gate import Gate, ours_to_judge
 from kcsync.guard import FolderFacts, Limits
@@ -231,10 +231,12 @@ class Reconciler:
             lambda e: e.key,
         )
         for key, local, remote, entry in merged:
-            decision = plan.decide(local, remote, entry, mirror=self._mirror)
+            decision = plan.decide(local, remote, entry, mirror=folder.mirrors(self._mirror))
             action = decision.action
             if action is plan.Action.SKIP:
                 self._stats.add(unchanged=1 if local else 0)
+                if local is not None and folder.after_upload == "delete":
+                    self._leftover(local, remote)
                 continue
             report.drift += action is not plan.Action.FORGET
             if action is plan.Action.FORGET:
@@ -263,6 +265,13 @@ class Reconciler:
                 )
                 self._sink.enqueue(key, op, payload, local.size)
         return fp
+
+    def _leftover(self, local: LocalEntry, remote: RemoteEntry | None) -> None:
+        """An ingest folder's file that is in the bucket already: its run stopped between
+        the upload and the removal (or the removal was refused). A sync job removes it,
+        after one HEAD confirms the object (Applier._remove_uploaded)."""
+        payload = job_payload(path=local.path, remote=remote, reason="uploaded; to remove")
+        self._sink.enqueue(local.key, SYNC, payload, 0)
 
     def _local(self, folder: FolderConfig, fp: _FolderPass) -> Iterator[LocalEntry]:
         for item in scan(folder, self._gate):

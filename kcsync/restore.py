@@ -22,6 +22,7 @@ from typing import TextIO
 
 import structlog
 
+from kcsync.bandwidth import Pace, make_pace, no_pace
 from kcsync.config import Config, FolderConfig
 from kcsync.errors import (
     EXIT_INCOMPLETE,
@@ -163,9 +164,13 @@ class Restorer:
         index: Index | None = None,
         ledger: SegmentLedger | None = None,
         page_size: int = 1000,
+        pace: Pace = no_pace,
     ) -> None:
         self._client = client
         self._container = container
+        # Told every received block before it is written: the bandwidth limit holds for
+        # restores as for uploads (one bucket per process).
+        self._pace = pace
         self._opt = options
         self._stats = stats
         self._out = out
@@ -391,6 +396,7 @@ class Restorer:
                     segments = SegmentHasher(want.sizes)
                     offset = 0
                     for chunk in body.chunks():
+                        self._pace(len(chunk))
                         partial.write_at(offset, chunk)
                         md5.update(chunk)
                         segments.update(chunk)
@@ -490,6 +496,7 @@ class Restorer:
                         # Replaced since the HEAD: these bytes belong to another version.
                         raise ContentError(f"{name}: changed in the bucket during the restore")
                     for chunk in body.chunks():
+                        self._pace(len(chunk))
                         partial.write_at(offset, chunk)
                         hasher.update(chunk)
                         offset += len(chunk)
@@ -671,6 +678,7 @@ def run_restore(
             index=index,
             ledger=ledger,
             page_size=page,
+            pace=make_pace(config.bandwidth),
         )
         progress = ProgressLine(stats)
         progress.start()

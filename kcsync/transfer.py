@@ -6,6 +6,7 @@ import hashlib
 import mimetypes
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -74,8 +75,12 @@ class Transfer:
         *,
         segment_size: int,
         segment_workers: int,
+        pace: Callable[[int], None] | None = None,
     ) -> None:
         self._client = client
+        # Told every block read from a file for sending: the bandwidth limit, and the
+        # bytes-in-flight metric.
+        self._pace = pace
         self._ledger = ledger
         self._container = container
         self._segments = segments_container
@@ -84,6 +89,13 @@ class Transfer:
         self._pool = ThreadPoolExecutor(segment_workers, thread_name_prefix="kcsync-segment")
         self._segments_ready = False
         self._segments_lock = threading.Lock()
+        # Bytes of PUT bodies being sent right now, whole files and segments (metrics).
+        self.in_flight = 0
+        self._flight_lock = threading.Lock()
+
+    def _flying(self, n: int) -> None:
+        with self._flight_lock:
+            self.in_flight += n
 
     def _ensure_segments_container(self) -> None:
         """Created on the first large file only: most users never need it."""
@@ -98,12 +110,12 @@ class Transfer:
 
     def put(self, entry: LocalEntry, known_md5: str | None = None) -> Uploaded:
         if entry.size <= SMALL_READ:
-            data = read_small(entry)
+            data = read_small(entry, self._pace)
             md5 = hashlib.md5(data).hexdigest()
             etag = self._put_checked(entry, data, md5)
         else:
             md5 = known_md5 or hash_file(entry)[0]
-            body = FileSlice(entry, 0, entry.size)
+            body = FileSlice(entry, 0, entry.size, pace=self._pace)
             try:
                 etag = self._put_checked(entry, body, md5)
             finally:
@@ -114,6 +126,7 @@ class Transfer:
         return Uploaded(md5, 0, None, RemoteSignature(md5, entry.size, None), entry.size)
 
     def _put_checked(self, entry: LocalEntry, body: bytes | FileSlice, md5: str) -> str:
+        self._flying(entry.size)
         try:
             return self._client.put_object(
                 self._container, entry.key, body, etag=md5, headers=object_headers(entry, md5)
@@ -122,6 +135,8 @@ class Transfer:
             if exc.status == 422:  # the bytes sent did not hash to md5: the file changed
                 raise FileChangedError(f"{printable(entry.path)}: changed while sent") from exc
             raise
+        finally:
+            self._flying(-entry.size)
 
     def put_slo(self, entry: LocalEntry) -> Uploaded:
         plan = plan_segments(
@@ -206,11 +221,13 @@ class Transfer:
                 return md5, 0
             raise _SpoiledGroup(group_of(name) or name)
         for _ in range(SEGMENT_ATTEMPTS):
-            body = FileSlice(entry, offset, length, hashed=True)
+            body = FileSlice(entry, offset, length, hashed=True, pace=self._pace)
+            self._flying(length)
             try:
                 etag = self._client.put_object(self._segments, name, body, etag=None, headers={})
             finally:
                 body.close()
+                self._flying(-length)
             md5 = body.hexdigest()
             # The server hashed what it received, we hashed what we sent: a difference is
             # damage on the way. The segment is not visible to anyone (no manifest names it

@@ -57,12 +57,14 @@ class Authenticator:
         self._on_token = on_token or _mask_in_logs
         self._lock = threading.Lock()
         self._current: Credentials | None = None
+        self.tokens = 0  # obtained so far; every one after the first is a refresh (metrics)
 
     def credentials(self) -> Credentials:
         with self._lock:
             creds = self._current
             if creds is None or self._expiring(creds):
                 creds = self._authenticate()
+                self.tokens += 1
                 # Here and nowhere else: refreshes and re-authentications after a 401 pass
                 # through this line too, so no later token escapes the log redactor.
                 self._on_token(creds.token)

@@ -176,6 +176,10 @@ class SwiftClient:
         self._sleep = sleep
         self.request_count = 0  # read by tests and benchmarks: what a run cost
         self.requests_by_method: dict[str, int] = {}
+        # Read by the metrics at scrape time: answers by (method, "2xx".."5xx" or "error"
+        # for no answer), and requests sent again after a failed attempt.
+        self.answers: dict[tuple[str, str], int] = {}
+        self.retries = 0
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -232,9 +236,11 @@ class SwiftClient:
                     allow_redirects=False,
                 )
             except requests.RequestException as exc:
+                self._answered(method, "error")
                 error: RemoteError = TransientRemoteError(f"{method} {target}: {exc}")
                 wait = None
             else:
+                self._answered(method, f"{resp.status_code // 100}xx")
                 if 200 <= resp.status_code < 300 or resp.status_code in ok:
                     return resp
                 if stream:
@@ -245,6 +251,7 @@ class SwiftClient:
                     # The token expired early or was revoked: one fresh token, then give up.
                     self._auth.invalidate(creds.token)
                     reauthenticated = True
+                    self._retried()
                     continue
                 error = _error_for(method, target, resp)
                 if not isinstance(error, TransientRemoteError):
@@ -255,7 +262,17 @@ class SwiftClient:
                 raise error
             delay = wait if wait is not None else self._backoff.delay(attempt)
             log.debug("retrying", method=method, error=str(error), delay=round(delay, 2))
+            self._retried()
             self._sleep(delay)
+
+    def _answered(self, method: str, status_class: str) -> None:
+        with self._count_lock:
+            key = (method, status_class)
+            self.answers[key] = self.answers.get(key, 0) + 1
+
+    def _retried(self) -> None:
+        with self._count_lock:
+            self.retries += 1
 
     # -- account and container --------------------------------------------------------------
 
