@@ -266,3 +266,56 @@ def test_a_large_file_whose_size_changed_is_not_hashed_before_it_is_sent(
         rt.close()
     assert outcome.action == "uploaded"
     assert env.download("files/big.bin") == path.read_bytes()
+
+
+def test_an_slo_of_the_layout_before_upload_ids_is_recognised_and_replaced_cleanly(
+    env: Env,
+) -> None:
+    """Written as kcsync wrote large files before upload ids (segments named after the
+    file's mtime and size, no upload id metadata): no re-upload after the upgrade, the
+    segments stay while their manifest is live, and go once it has been replaced."""
+    import hashlib
+    import json
+
+    from kcsync.swift.slo import format_mtime_meta, legacy_segment_prefix, slo_etag
+
+    env.write("keep.txt", b"k")
+    path = env.write("big.bin", os.urandom(5 * SEG))
+    data, st = path.read_bytes(), path.stat()
+    segs = f"{env.bucket}_segments"
+    env.conn.put_container(env.bucket)
+    env.conn.put_container(segs)
+    prefix = legacy_segment_prefix("files/big.bin", st.st_mtime_ns, len(data), SEG)
+    parts, manifest = [], []
+    for i in range(5):
+        chunk = data[i * SEG : (i + 1) * SEG]
+        env.conn.put_object(segs, f"{prefix}{i:08d}", chunk)
+        parts.append(hashlib.md5(chunk).hexdigest())
+        manifest.append({"path": f"/{segs}/{prefix}{i:08d}", "etag": parts[-1], "size_bytes": SEG})
+    env.conn.put_object(
+        env.bucket,
+        "files/big.bin",
+        json.dumps(manifest),
+        query_string="multipart-manifest=put",
+        headers={
+            "X-Object-Meta-Mtime": format_mtime_meta(st.st_mtime_ns),
+            "X-Object-Meta-Kcsync-Segment-Size": str(SEG),
+            "X-Object-Meta-Kcsync-Slo-Etag": slo_etag(parts),
+        },
+    )
+    legacy = sorted(all_segments(env))
+
+    upgraded = env.run(large_objects=NO_GRACE)
+
+    assert upgraded.code == 0, upgraded.stderr
+    assert upgraded.uploaded() == ["files/keep.txt"]  # the large file is recognised
+    assert sorted(all_segments(env)) == legacy  # and its live segments stay
+    assert env.run(large_objects=NO_GRACE).uploaded() == []
+    assert sorted(all_segments(env)) == legacy
+
+    path.write_bytes(os.urandom(5 * SEG + 3))
+    replaced = env.run(large_objects=NO_GRACE)
+
+    assert replaced.uploaded() == ["files/big.bin"]
+    assert env.download("files/big.bin") == path.read_bytes()
+    assert all_segments(env) == segments_of(env, "files/big.bin")  # the old layout's went
