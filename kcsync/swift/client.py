@@ -39,6 +39,13 @@ class Body(Protocol):
 
 _NOT_A_MANIFEST = ("Not an SLO manifest", "400 Bad Request")
 
+# KakaoCloud's API reference marks "Content-Type: application/json" as required ("Fixed to
+# application/json") on container calls, on object HEAD, GET and DELETE, on the SLO manifest
+# PUT and on the temp-URL call; its gateway may refuse them without it. Stock Swift and RGW
+# ignore the header on a call without a body, so it goes on those calls everywhere. Never on
+# an object PUT or a copy: there the header is the stored object's type.
+_JSON = {"Content-Type": "application/json"}
+
 
 @dataclass(frozen=True)
 class ServerLimits:
@@ -120,6 +127,7 @@ class SwiftClient:
         self._sleep = sleep
         self.request_count = 0  # read by tests and benchmarks: what a run cost
         self.requests_by_method: dict[str, int] = {}
+        self.unauthorized = 0  # 401 answers met (each re-authenticated once)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -177,6 +185,10 @@ class SwiftClient:
                     return resp
                 if resp.status_code == 401 and not reauthenticated:
                     # The token expired early or was revoked: one fresh token, then give up.
+                    # Counted and logged: with refresh before expiry there should be none.
+                    log.info("401, re-authenticating", method=method)
+                    with self._count_lock:
+                        self.unauthorized += 1
                     self._auth.invalidate(creds.token)
                     reauthenticated = True
                     continue
@@ -213,20 +225,20 @@ class SwiftClient:
             return ServerLimits()
 
     def container_exists(self, container: str) -> bool:
-        resp = self.request("HEAD", container, ok=(404,))
+        resp = self.request("HEAD", container, headers=_JSON, ok=(404,))
         return resp.status_code != 404
 
     def server_time(self, container: str) -> datetime | None:
         """The server's clock, from the Date header of a HEAD: segment ages are judged by
         the clock that stamped them, not by ours (which may be off by hours)."""
-        resp = self.request("HEAD", container, ok=(404,))
+        resp = self.request("HEAD", container, headers=_JSON, ok=(404,))
         try:
             return parsedate_to_datetime(resp.headers["Date"])
         except (KeyError, TypeError, ValueError):
             return None
 
     def create_container(self, container: str) -> None:
-        self.request("PUT", container, body=b"")
+        self.request("PUT", container, headers=_JSON, body=b"")
 
     def list_objects(
         self, container: str, *, prefix: str = "", marker: str = "", page_size: int = 1000
@@ -262,7 +274,7 @@ class SwiftClient:
         self, container: str, params: dict[str, str]
     ) -> list[RemoteEntry | dict[str, Any]]:
         """One page, parsed; the response (and its raw body) is gone once this returns."""
-        resp = self.request("GET", container, params=params, ok=(404,))
+        resp = self.request("GET", container, params=params, headers=_JSON, ok=(404,))
         if resp.status_code == 404:  # no container yet: nothing in it
             return []
         # Entries are built as the JSON is parsed: a page of 10,000 names as dicts
@@ -294,7 +306,7 @@ class SwiftClient:
         return strip_quotes(resp.headers.get("Etag"))
 
     def head_object(self, container: str, name: str) -> ObjectFacts | None:
-        resp = self.request("HEAD", container, name, ok=(404,))
+        resp = self.request("HEAD", container, name, headers=_JSON, ok=(404,))
         if resp.status_code == 404:
             return None
         h = resp.headers
@@ -320,7 +332,9 @@ class SwiftClient:
     def get_slo_segments(self, container: str, name: str) -> list[tuple[int, str]] | None:
         """(size, md5) of each segment from the stored manifest; None where the server
         does not show it (RGW answers an empty body)."""
-        resp = self.request("GET", container, name, params={"multipart-manifest": "get"}, ok=(404,))
+        resp = self.request(
+            "GET", container, name, params={"multipart-manifest": "get"}, headers=_JSON, ok=(404,)
+        )
         if resp.status_code == 404 or not resp.content.strip():
             return None
         try:
@@ -334,7 +348,8 @@ class SwiftClient:
 
     def delete_object(self, container: str, name: str) -> bool:
         """Plain DELETE; False when there was nothing to delete."""
-        return self.request("DELETE", container, name, ok=(404,)).status_code != 404
+        resp = self.request("DELETE", container, name, headers=_JSON, ok=(404,))
+        return resp.status_code != 404
 
     def delete_slo(self, container: str, name: str) -> int:
         """Delete a manifest and its segments; return how many objects went.
@@ -346,7 +361,7 @@ class SwiftClient:
             container,
             name,
             params={"multipart-manifest": "delete"},
-            headers={"Accept": "application/json"},
+            headers={"Accept": "application/json", **_JSON},
             ok=(404,),
         )
         if resp.status_code == 404 or not resp.content.strip():
@@ -382,16 +397,57 @@ class SwiftClient:
         """PUT an SLO manifest, with no ETag header (RGW answers 422 to the correct one).
 
         The caller compares the returned Etag with the md5 of segment md5s instead.
+
+        KakaoCloud documents the manifest PUT's Content-Type as "Fixed to application/json",
+        while Swift and RGW store that header as the large object's type. So the manifest
+        goes as JSON, and a POST then sets the object's real type; a POST replaces all user
+        metadata, so it carries all of ``headers`` again. The object is visible as JSON
+        between the two, which is the price of both rules.
         """
+        wanted = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        content_type = next(
+            (v for k, v in headers.items() if k.lower() == "content-type"), "application/json"
+        )
         resp = self.request(
             "PUT",
             container,
             name,
             params={"multipart-manifest": "put"},
-            headers=dict(headers),
+            headers={**wanted, **_JSON},
             body=manifest,
         )
-        return strip_quotes(resp.headers.get("Etag"))
+        etag = strip_quotes(resp.headers.get("Etag"))
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            self.request("POST", container, name, headers={**wanted, "Content-Type": content_type})
+        return etag
+
+    # -- sharing ----------------------------------------------------------------------------
+
+    def account_headers(self) -> Mapping[str, str]:
+        """HEAD of the account: its metadata, the temp-URL keys among it."""
+        return self.request("HEAD", headers=_JSON).headers
+
+    def temp_url_extension(self, container: str, name: str, seconds: int) -> str:
+        """KakaoCloud's "Get Object Temp URL" extension: the server signs a GET for
+        ``seconds`` and answers ``{"url": "/v1/...?temp_url_sig=...", "sig": ...}``;
+        the path is returned."""
+        # "temp_url" is a bare flag, as the reference writes it: requests drops a None
+        # value and writes "temp_url=" for "", so it goes into the URL itself.
+        url = self._url(self._auth.credentials().storage_url, container, name)
+        resp = self.request(
+            "GET",
+            url=f"{url}?temp_url",
+            params={"temp_url_expires": str(seconds)},
+            headers=_JSON,
+        )
+        try:
+            path = resp.json()["url"]
+        except (ValueError, KeyError, TypeError):
+            answer = resp.text[:200]
+            raise RemoteError(f"temp URL of {name}: unexpected answer {answer!r}") from None
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise RemoteError(f"temp URL of {name}: unexpected url {path!r}")
+        return path
 
 
 def _shared(text: str | None) -> str | None:
