@@ -17,8 +17,15 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 import structlog
 
 from kcsync.apply import Applier, DeleteBudget
-from kcsync.config import Config, KakaoAuth, TokenAuth, V1Auth
-from kcsync.errors import EXIT_GUARD, EXIT_INCOMPLETE, EXIT_OK, RemoteError, StateLockedError
+from kcsync.config import AuthConfig, Config, KakaoAuth, TokenAuth, V1Auth, load_config
+from kcsync.errors import (
+    EXIT_GUARD,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    KcsyncError,
+    RemoteError,
+    StateLockedError,
+)
 from kcsync.logs import redactor
 from kcsync.model import IndexEntry
 from kcsync.notify import Notifier
@@ -52,6 +59,7 @@ class Remote:
     client: SwiftClient
     limits: ServerLimits
     storage_url: str
+    auth: Authenticator
 
 
 def make_remote(config: Config) -> Remote:
@@ -64,11 +72,14 @@ def make_remote(config: Config) -> Remote:
         auth, session, timeout=config.retry.timeout, attempts=config.retry.request_attempts
     )
     creds = auth.credentials()  # the Authenticator registers every token with the redactor
-    return Remote(client=client, limits=client.limits(), storage_url=creds.storage_url)
+    return Remote(client=client, limits=client.limits(), storage_url=creds.storage_url, auth=auth)
 
 
 def _secrets(config: Config) -> list[str]:
-    auth = config.auth
+    return _secrets_of(config.auth)
+
+
+def _secrets_of(auth: AuthConfig) -> list[str]:
     if isinstance(auth, V1Auth):
         return [auth.key]
     if isinstance(auth, KakaoAuth):
@@ -303,6 +314,7 @@ def run_once(config: Config, *, dry_run: bool = False, out: TextIO | None = None
                 drift=rep.drift,
                 requests=client.request_count,
                 by_method=dict(client.requests_by_method),
+                unauthorized=client.unauthorized,
             )
             for line in stats.report_lines():
                 out.write(line + "\n")
@@ -340,7 +352,7 @@ class Daemon:
                 interval=config.daemon.reconcile_interval,
                 cron=config.daemon.reconcile_cron,
             )
-            self._install_signals(scheduler)
+            self._install_signals(scheduler, rt)
             # Watch before the first reconcile scans: a change between the two is then seen
             # by at least one of them.
             watcher.start()
@@ -378,17 +390,32 @@ class Daemon:
 
         return enqueue
 
-    def _install_signals(self, scheduler: ReconcileScheduler) -> None:
+    def _install_signals(self, scheduler: ReconcileScheduler, rt: Runtime) -> None:
         def stop(signum: int, _frame: object) -> None:
             self.stop_event.set()
 
         def reconcile_now(signum: int, _frame: object) -> None:
-            log.info("SIGHUP: reconcile now")
+            # Credentials first: after a key rotation the operator edits the config (or the
+            # secret file it names) and sends SIGHUP; the reconcile then runs with the new key
+            # and revives the jobs the old one failed. Only the auth section is taken: the
+            # rest of a changed config needs a restart.
+            log.info("SIGHUP: re-reading credentials, reconcile now")
+            self._reload_credentials(rt)
             scheduler.run_now()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, reconcile_now)
+
+    def _reload_credentials(self, rt: Runtime) -> None:
+        try:
+            auth = load_config(self.config.source).auth
+        except KcsyncError as exc:
+            log.error("SIGHUP: config not re-read; keeping the old credentials", error=str(exc))
+            return
+        for secret in _secrets_of(auth):
+            redactor.register(secret)
+        rt.remote.auth.reconfigure(auth)
 
     def _reconcile(self, rt: Runtime) -> None:
         started = time.time()
