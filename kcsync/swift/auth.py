@@ -222,6 +222,14 @@ def _raise_for_auth(resp: requests.Response, url: str) -> None:
         raise redirect_error(f"auth: {url}", resp)
     if resp.status_code in (401, 403):
         raise AuthError(f"auth: {url} refused the credentials ({resp.status_code})", 401)
+    if resp.status_code == 404:
+        # Keystone's answer to an application credential that was deleted (as a real one
+        # showed): the key is gone, which is a refusal, not a transient error.
+        raise AuthError(
+            f"auth: {url} refused the credentials (404: no such access key, or not an "
+            "identity URL)",
+            401,
+        )
     if resp.status_code >= 500 or resp.status_code in (408, 429):
         raise TransientRemoteError(f"auth: {url} answered {resp.status_code}", resp.status_code)
     if resp.status_code >= 300:
