@@ -21,6 +21,12 @@ class KcsyncError(Exception):
     exit_code = EXIT_INCOMPLETE
 
 
+class UsageError(KcsyncError):
+    """A command-line value argparse could not check (a duration, say)."""
+
+    exit_code = EXIT_USAGE
+
+
 class ConfigError(KcsyncError):
     """The config cannot be used; the message names the key."""
 
