@@ -30,6 +30,11 @@ class Notifier:
         message = "\n".join(f"{key.upper()}={value}" for key, value in fields.items())
         # OSError: systemd went away (or never was there): nothing to tell.
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, suppress(OSError):
+            # Never wait: the main loop sends these, and a supervisor that stops reading
+            # (a full queue of 10 datagrams by default) blocked it in sendto, where a SIGTERM
+            # set the stop flag that the loop then never got to check. A dropped STATUS or
+            # WATCHDOG ping is harmless; a daemon that cannot stop is not.
+            sock.setblocking(False)
             sock.sendto(message.encode("utf-8"), self._address)
 
     def ready(self, status: str) -> None:
