@@ -120,7 +120,7 @@ def start_keystone(root: Path, *, token_lifetime: int = TOKEN_LIFETIME) -> Keyst
         **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
         "OS_KEYSTONE_CONFIG_FILES": str(conf),
     }
-    admin_password = secrets.token_urlsafe(16)
+    admin_password = secrets.token_hex(16)
     manage = [sys.executable, "-c", "from keystone.cmd.manage import main; main()"]
     who = ["--keystone-user", _user(), "--keystone-group", _group()]
     # Each keystone-manage call costs 2-3 s of imports: the three that do not depend on each
@@ -137,9 +137,10 @@ def start_keystone(root: Path, *, token_lifetime: int = TOKEN_LIFETIME) -> Keyst
     )
     endpoint = f"{url}/v3"
     bootstrap = [*manage, "--config-file", str(conf), "bootstrap"]
-    bootstrap += ["--bootstrap-password", admin_password, "--bootstrap-region-id", "RegionOne"]
+    # "--opt=value": a value that starts with "-" would be taken for an option.
+    bootstrap += [f"--bootstrap-password={admin_password}", "--bootstrap-region-id=RegionOne"]
     for interface in ("admin", "internal", "public"):
-        bootstrap += [f"--bootstrap-{interface}-url", endpoint]
+        bootstrap += [f"--bootstrap-{interface}-url={endpoint}"]
     _run_all(root, env, [bootstrap], deadline)
     proc = _spawn(root, env, _SERVE % {"prefix": PREFIX, "port": port})
     try:
@@ -347,14 +348,14 @@ def _provision(
     v3 = f"{url}/v3"
     admin = _Admin(v3, admin_password)
     # The user the object stores validate tokens as (keystonemiddleware / rgw keystone admin).
-    service_password = secrets.token_urlsafe(16)
+    service_password = secrets.token_hex(16)
     service_project = admin.project(SERVICE_PROJECT)
     service_user = admin.user(SERVICE_USER, service_password, service_project)
     for role in ("service", "admin"):
         admin.grant(service_project, service_user, role)
     # The customer: a project (its id is the Swift account), a member, her access key.
     project_id = admin.project("kcsync")
-    user_password = secrets.token_urlsafe(16)
+    user_password = secrets.token_hex(16)
     user_id = admin.user("kcsync-user", user_password, project_id)
     admin.grant(project_id, user_id, "member")
     credential = _create_credential(
