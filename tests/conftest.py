@@ -125,6 +125,16 @@ def _start(name: str) -> Backend:
         return _started[name]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Undo a test's logs.configure(): structlog would otherwise keep writing to the stream
+    that test had, which pytest has closed by the next one (kcsync logs in-process too)."""
+    yield
+    import structlog
+
+    structlog.reset_defaults()
+
+
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     yield _start(request.param)
