@@ -69,7 +69,11 @@ def make_remote(config: Config) -> Remote:
     session = Session(verify=config.tls_verify, pool_size=config.workers * 2 + 4)
     auth = Authenticator(config.auth, session, timeout=config.retry.timeout)
     client = SwiftClient(
-        auth, session, timeout=config.retry.timeout, attempts=config.retry.request_attempts
+        auth,
+        session,
+        timeout=config.retry.timeout,
+        attempts=config.retry.request_attempts,
+        json_manifest=isinstance(config.auth, KakaoAuth),
     )
     creds = auth.credentials()  # the Authenticator registers every token with the redactor
     return Remote(client=client, limits=client.limits(), storage_url=creds.storage_url, auth=auth)

@@ -117,7 +117,12 @@ class SwiftClient:
         attempts: int = 5,
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        json_manifest: bool = False,
     ) -> None:
+        """``json_manifest``: send SLO manifests as KakaoCloud documents them (see
+        put_manifest); off elsewhere, where it would cost a request and, on RGW, a listing
+        entry kcsync cannot recognise."""
+        self._json_manifest = json_manifest
         self._auth = auth
         self._session = session
         self._timeout = timeout
@@ -399,11 +404,23 @@ class SwiftClient:
         The caller compares the returned Etag with the md5 of segment md5s instead.
 
         KakaoCloud documents the manifest PUT's Content-Type as "Fixed to application/json",
-        while Swift and RGW store that header as the large object's type. So the manifest
-        goes as JSON, and a POST then sets the object's real type; a POST replaces all user
-        metadata, so it carries all of ``headers`` again. The object is visible as JSON
-        between the two, which is the price of both rules.
+        while Swift and RGW store that header as the large object's type. So with
+        ``json_manifest`` the manifest goes as JSON, and a POST then sets the object's real
+        type; a POST replaces all user metadata, so it carries all of ``headers`` again. The
+        object is visible as JSON between the two, which is the price of both rules. RGW
+        (under KakaoCloud too) then lists the manifest with 0 bytes, which the transfer's
+        listing check does not recognise: the next run HEADs such an SLO once.
         """
+        if not self._json_manifest:
+            resp = self.request(
+                "PUT",
+                container,
+                name,
+                params={"multipart-manifest": "put"},
+                headers=dict(headers),
+                body=manifest,
+            )
+            return strip_quotes(resp.headers.get("Etag"))
         wanted = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         content_type = next(
             (v for k, v in headers.items() if k.lower() == "content-type"), "application/json"
