@@ -19,7 +19,7 @@ import structlog
 
 from kcsync import logs
 from kcsync.config import Config, config_path, load_config
-from kcsync.errors import KcsyncError
+from kcsync.errors import KcsyncError, UsageError
 
 EXIT_CODES_HELP = """exit codes:
   0   everything is in the bucket
@@ -249,6 +249,44 @@ def _verify(args: argparse.Namespace) -> int:
     config = load(args)
     return run_verify(config, deep=args.deep, as_json=args.json, stream=sys.stdout)
 
+# -- share --------------------------------------------------------------------------------
+
+
+def _share_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target",
+        metavar="PATH-OR-OBJECT",
+        help="a file in a synced folder, or an object name in the bucket",
+    )
+    parser.add_argument(
+        "--expires",
+        default="1d",
+        help="how long the URL works: 90s, 30m, 12h, 7d (default: 1d)",
+    )
+    parser.add_argument("--filename", help="the file name a browser saves the download as")
+
+
+def _share(args: argparse.Namespace) -> int:
+    from kcsync.units import parse_duration
+
+    try:
+        seconds = int(parse_duration(args.expires))
+    except ValueError as exc:
+        raise UsageError(f"--expires: {exc}") from None
+    if seconds < 1:
+        raise UsageError("--expires: must be at least 1s")
+    config = load(args)
+    from kcsync.daemon import make_remote
+    from kcsync.share import object_name, share
+
+    name = object_name(config, args.target)
+    remote = make_remote(config)
+    url = share(
+        config, remote.client, remote.storage_url, name, seconds, filename=args.filename
+    )
+    print(url)
+    return 0
+
 
 # name -> (one-line help, arguments of its own, what runs it)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]] = {
@@ -276,6 +314,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner
         "let the next run perform the deletes the guard refused (see status)",
         _approve_arguments,
         _approve,
+    ),
+    "share": (
+        "print a URL that downloads one object without credentials until it expires",
+        _share_arguments,
+        _share,
     ),
 }
 

@@ -20,6 +20,9 @@ from kcsync.units import parse_duration, parse_size
 
 DEFAULT_CONFIG_PATH = "/etc/kcsync/config.yaml"
 DEFAULT_IDENTITY_URL = "https://iam.kakaocloud.com/identity/v3"
+# {region} comes from auth.region, {project_id} from the token; a configured storage_url may
+# use {project_id} too.
+DEFAULT_STORAGE_URL = "https://objectstorage.{region}.kakaocloud.com/v1/{project_id}"
 # Names that are never complete files: editors' and downloaders' temporaries.
 DEFAULT_EXCLUDES = ("*.part", "*.tmp", ".~*", "~$*", ".*.swp", "*.crdownload")
 MIB = 1024 * 1024
@@ -38,7 +41,8 @@ class KakaoAuth:
     access_key_id: str
     secret: str = field(repr=False)
     identity_url: str = DEFAULT_IDENTITY_URL
-    storage_url: str | None = None  # derived from region and project id when None
+    # DEFAULT_STORAGE_URL when None; "{project_id}" in it is replaced with the token's project
+    storage_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,15 @@ import structlog
 
 from kcsync.apply import Applier
 from kcsync.bandwidth import limit_at, local_minute, make_pace
-from kcsync.config import Config, KakaoAuth, TokenAuth, V1Auth
-from kcsync.errors import EXIT_GUARD, EXIT_INCOMPLETE, EXIT_OK, RemoteError, StateLockedError
+from kcsync.config import AuthConfig, Config, KakaoAuth, TokenAuth, V1Auth, load_config
+from kcsync.errors import (
+    EXIT_GUARD,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    KcsyncError,
+    RemoteError,
+    StateLockedError,
+)
 from kcsync.guard import Limits
 from kcsync.localfs import make_gate
 from kcsync.logs import redactor
@@ -76,7 +83,11 @@ def make_remote(config: Config) -> Remote:
     session = Session(verify=config.tls_verify, pool_size=config.workers * 2 + 4)
     auth = Authenticator(config.auth, session, timeout=config.retry.timeout)
     client = SwiftClient(
-        auth, session, timeout=config.retry.timeout, attempts=config.retry.request_attempts
+        auth,
+        session,
+        timeout=config.retry.timeout,
+        attempts=config.retry.request_attempts,
+        json_manifest=isinstance(config.auth, KakaoAuth),
     )
     creds = auth.credentials()  # the Authenticator registers every token with the redactor
     return Remote(
@@ -85,7 +96,10 @@ def make_remote(config: Config) -> Remote:
 
 
 def _secrets(config: Config) -> list[str]:
-    auth = config.auth
+    return _secrets_of(config.auth)
+
+
+def _secrets_of(auth: AuthConfig) -> list[str]:
     if isinstance(auth, V1Auth):
         return [auth.key]
     if isinstance(auth, KakaoAuth):
@@ -385,6 +399,7 @@ def run_once(config: Config, *, dry_run: bool = False, out: TextIO | None = None
                 drift=rep.drift,
                 requests=client.request_count,
                 by_method=dict(client.requests_by_method),
+                unauthorized=client.unauthorized,
             )
             for line in stats.report_lines():
                 out.write(line + "\n")
@@ -451,7 +466,7 @@ class Daemon:
                     rt.metrics(lambda: watcher.overflows), config.metrics.listen
                 )
                 log.info("metrics endpoint", address=f"{config.metrics.listen[0]}:{endpoint.port}")
-            self._install_signals(scheduler)
+            self._install_signals(scheduler, rt)
             # Watch before the first reconcile scans: a change between the two is then seen
             # by at least one of them.
             watcher.start()
@@ -484,17 +499,32 @@ class Daemon:
             log.info("stopped", clean=finished)
             return EXIT_OK
 
-    def _install_signals(self, scheduler: ReconcileScheduler) -> None:
+    def _install_signals(self, scheduler: ReconcileScheduler, rt: Runtime) -> None:
         def stop(signum: int, _frame: object) -> None:
             self.stop_event.set()
 
         def reconcile_now(signum: int, _frame: object) -> None:
-            log.info("SIGHUP: reconcile now")
+            # Credentials first: after a key rotation the operator edits the config (or the
+            # secret file it names) and sends SIGHUP; the reconcile then runs with the new key
+            # and revives the jobs the old one failed. Only the auth section is taken: the
+            # rest of a changed config needs a restart.
+            log.info("SIGHUP: re-reading credentials, reconcile now")
+            self._reload_credentials(rt)
             scheduler.run_now()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, reconcile_now)
+
+    def _reload_credentials(self, rt: Runtime) -> None:
+        try:
+            auth = load_config(self.config.source).auth
+        except KcsyncError as exc:
+            log.error("SIGHUP: config not re-read; keeping the old credentials", error=str(exc))
+            return
+        for secret in _secrets_of(auth):
+            redactor.register(secret)
+        rt.remote.auth.reconfigure(auth)
 
     def _reconcile(self, rt: Runtime) -> None:
         started = time.time()

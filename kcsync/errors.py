@@ -21,6 +21,13 @@ class KcsyncError(Exception):
     exit_code = EXIT_INCOMPLETE
 
 
+class UsageError(KcsyncError):
+    """The command line asks for something argparse cannot check (a duration, a folder
+    that is not in the config)."""
+
+    exit_code = EXIT_USAGE
+
+
 class ConfigError(KcsyncError):
     """The config cannot be used; the message names the key."""
 
@@ -29,12 +36,6 @@ class ConfigError(KcsyncError):
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"config: {key}: {problem}" if key else f"config: {problem}")
         self.key = key
-
-
-class UsageError(KcsyncError):
-    """The command line asks for something that cannot be (argparse cannot tell)."""
-
-    exit_code = EXIT_USAGE
 
 
 class StateLockedError(KcsyncError):

@@ -1,10 +1,14 @@
-"""A stand-in for KakaoCloud IAM (Keystone v3) on loopback: the one fake the tests allow.
+"""A stand-in for KakaoCloud IAM (Keystone v3) on loopback, kept for what a real one cannot do.
 
-Keystone cannot run here, so this server speaks exactly the wire format of DESIGN §6 and
-nothing more: ``POST /identity/v3/auth/tokens`` with ``Content-Type: application/json`` and an
-``application_credential`` body. Valid credentials get 201, the token in ``X-Subject-Token`` and a
-Keystone-shaped body with ``token.project.id`` and ``token.expires_at`` (RFC 3339, microseconds,
-``Z``). Wrong credentials get 401, anything malformed 400, both with Keystone's JSON error body.
+A real Keystone runs in the tests (tests/servers/keystone.py) and backs every KakaoCloud auth
+test it can. This fake remains for three things Keystone cannot be made to do on demand:
+answer 503 (an IAM outage, ``fail_next``), answer slowly (``delay``, so concurrent first uses
+overlap), and issue tokens on an injected clock (exact refresh arithmetic without sleeping).
+It speaks the wire format of DESIGN §6 and nothing more: ``POST /identity/v3/auth/tokens``
+with ``Content-Type: application/json`` and an ``application_credential`` body. Valid
+credentials get 201, the token in ``X-Subject-Token`` and a Keystone-shaped body with
+``token.project.id`` and ``token.expires_at`` (RFC 3339, microseconds, ``Z``). Wrong
+credentials get 401, anything malformed 400, both with Keystone's JSON error body.
 Every request is recorded so tests can assert on what the client sent and how often.
 
     with FakeIam(credentials={"key-id": "secret"}, lifetime=43200) as iam:

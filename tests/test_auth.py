@@ -1,6 +1,9 @@
-"""Authenticator: KakaoCloud IAM (against tests/fake_iam.py) and Swift v1 (against a real Swift).
+"""Authenticator: KakaoCloud IAM and Swift v1.
 
-Expiry is driven by an injected clock, never by sleeping.
+KakaoCloud IAM is a real Keystone here (tests/servers/keystone.py; more in
+tests/e2e/test_keystone.py). tests/fake_iam.py stays for what Keystone cannot be made to do:
+answer 503 (an IAM outage), answer slowly (so concurrent first uses overlap), and run on an
+injected clock (exact refresh arithmetic, no sleeping).
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import pytest
 import requests
 
 from kcsync.config import KakaoAuth, TokenAuth, V1Auth
-from kcsync.errors import EXIT_AUTH, AuthError, TransientRemoteError
+from kcsync.errors import AuthError, TransientRemoteError
 from kcsync.localfs import FileSlice
 from kcsync.model import LocalEntry
 from kcsync.swift.auth import Authenticator, Credentials
 from kcsync.swift.client import SwiftClient
 from tests.fake_iam import TOKENS_PATH, FakeIam
+from tests.servers.keystone import KeystoneServer
 from tests.servers.swift import SwiftServer, running_swift
 
 KEY_ID = "0a1b2c3d4e5f40718293a4b5c6d7e8f9"
@@ -56,6 +60,15 @@ def counting(session: requests.Session) -> list[str]:
 
     session.hooks["response"].append(hook)
     return seen
+
+
+def real_kakao(ks: KeystoneServer) -> KakaoAuth:
+    return KakaoAuth(
+        region=REGION,
+        access_key_id=ks.credential.id,
+        secret=ks.credential.secret,
+        identity_url=ks.v3,
+    )
 
 
 def kakao(iam: FakeIam, **overrides: str) -> KakaoAuth:
@@ -107,49 +120,11 @@ def test_fake_iam_enforces_the_wire_format() -> None:
 # -- KakaoCloud IAM ------------------------------------------------------------------------------
 
 
-def test_kakao_token_and_derived_storage_url(session: requests.Session) -> None:
-    clock = FakeClock()
-    with FakeIam({KEY_ID: SECRET}, lifetime=43200, clock=clock) as iam:
-        creds = Authenticator(kakao(iam), session, clock=clock).credentials()
-        [issued] = iam.tokens
-    assert creds.token == issued.token
-    assert creds.storage_url == (
-        f"https://objectstorage.{REGION}.kakaocloud.com/v1/{iam.project_id}"
-    )
-    assert "AUTH_" not in creds.storage_url
-    assert creds.expires_at == T0 + 43200  # parsed from "...T...000000Z", not assumed
-
-
-def test_kakao_storage_url_override_is_honoured(session: requests.Session) -> None:
-    override = "https://objectstorage.example.test/v1/other-project"
-    with FakeIam({KEY_ID: SECRET}) as iam:
-        creds = Authenticator(kakao(iam, storage_url=override), session).credentials()
-        assert creds.token == iam.tokens[0].token
-    assert creds.storage_url == override
-
-
-def test_kakao_request_matches_the_wire_format(session: requests.Session) -> None:
-    with FakeIam({KEY_ID: SECRET}) as iam:
-        Authenticator(kakao(iam), session).credentials()
-        [req] = iam.requests
-    assert (req.method, req.path, req.status) == ("POST", TOKENS_PATH, 201)
-    assert (req.header("Content-Type") or "").split(";")[0] == "application/json"
-    assert req.json() == {
-        "auth": {
-            "identity": {
-                "methods": ["application_credential"],
-                "application_credential": {"id": KEY_ID, "secret": SECRET},
-            }
-        }
-    }
-
-
-def test_kakao_token_is_cached(session: requests.Session) -> None:
-    with FakeIam({KEY_ID: SECRET}) as iam:
-        auth = Authenticator(kakao(iam), session)
-        tokens = {auth.credentials().token for _ in range(25)}
-        assert iam.post_count == 1
-    assert tokens == {iam.tokens[0].token}
+def test_kakao_token_is_cached(session: requests.Session, keystone: KeystoneServer) -> None:
+    tokens: list[str] = []
+    auth = Authenticator(real_kakao(keystone), session, on_token=tokens.append)
+    seen = {auth.credentials().token for _ in range(25)}
+    assert len(tokens) == 1 and seen == set(tokens)
 
 
 def test_kakao_concurrent_first_use_authenticates_once(session: requests.Session) -> None:
@@ -204,53 +179,37 @@ def test_kakao_short_lived_token_refreshed_a_tenth_before_expiry(
         assert iam.post_count == 2
 
 
-def test_invalidate_forces_a_new_token(session: requests.Session) -> None:
-    with FakeIam({KEY_ID: SECRET}) as iam:
-        auth = Authenticator(kakao(iam), session)
-        first = auth.credentials()
-        auth.invalidate(first.token)
-        second = auth.credentials()
-        assert iam.post_count == 2
-        assert second.token == iam.tokens[1].token != first.token
+def test_invalidate_forces_a_new_token(
+    session: requests.Session, keystone: KeystoneServer
+) -> None:
+    tokens: list[str] = []
+    auth = Authenticator(real_kakao(keystone), session, on_token=tokens.append)
+    first = auth.credentials()
+    auth.invalidate(first.token)
+    second = auth.credentials()
+    assert tokens == [first.token, second.token] and second.token != first.token
 
 
 def test_stale_invalidate_keeps_the_token_another_thread_fetched(
-    session: requests.Session,
+    session: requests.Session, keystone: KeystoneServer
 ) -> None:
-    with FakeIam({KEY_ID: SECRET}) as iam:
-        auth = Authenticator(kakao(iam), session)
-        old = auth.credentials().token
+    tokens: list[str] = []
+    auth = Authenticator(real_kakao(keystone), session, on_token=tokens.append)
+    old = auth.credentials().token
 
-        def other_worker() -> None:  # got a 401 with the old token first and re-authenticated
-            auth.invalidate(old)
-            auth.credentials()
+    def other_worker() -> None:  # got a 401 with the old token first and re-authenticated
+        auth.invalidate(old)
+        auth.credentials()
 
-        thread = threading.Thread(target=other_worker)
-        thread.start()
-        thread.join()
-        assert iam.post_count == 2
-        fresh = iam.tokens[1].token
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    thread.join()
+    assert len(tokens) == 2
+    fresh = tokens[1]
 
-        auth.invalidate(old)  # this worker's late 401 with the old token
-        assert auth.credentials().token == fresh
-        assert iam.post_count == 2
-
-
-@pytest.mark.parametrize(
-    ("key_id", "secret"), [(KEY_ID, "wrong-secret"), ("unknown-key-id", SECRET)]
-)
-def test_kakao_wrong_credentials_raise_auth_error(
-    session: requests.Session, key_id: str, secret: str
-) -> None:
-    with FakeIam({KEY_ID: SECRET}) as iam:
-        auth = Authenticator(kakao(iam, access_key_id=key_id, secret=secret), session)
-        with pytest.raises(AuthError) as caught:
-            auth.credentials()
-        assert not isinstance(caught.value, TransientRemoteError)
-        assert caught.value.status == 401
-        assert caught.value.exit_code == EXIT_AUTH
-        assert secret not in str(caught.value)
-        assert [r.status for r in iam.requests] == [401]
+    auth.invalidate(old)  # this worker's late 401 with the old token
+    assert auth.credentials().token == fresh
+    assert len(tokens) == 2
 
 
 def test_kakao_outage_is_transient_and_not_cached(session: requests.Session) -> None:

@@ -14,14 +14,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import requests
+import structlog
 
 from kcsync import logs
-from kcsync.config import AuthConfig, KakaoAuth, TokenAuth, V1Auth
+from kcsync.config import DEFAULT_STORAGE_URL, AuthConfig, KakaoAuth, TokenAuth, V1Auth
 from kcsync.errors import AuthError, RemoteError, TransientRemoteError
+
+log = structlog.get_logger("kcsync.auth")
 
 # Refresh this long before the server says the token expires, so a request that starts just
 # before expiry does not arrive just after it; a tenth of the lifetime for short-lived tokens.
 REFRESH_MARGIN = 300.0
+# After the IAM refuses the credentials (a deleted or rotated access key), every request
+# would otherwise ask it again at once: a daemon's workers would hammer it and fill the log.
+# The refusal is remembered and repeated for a while that doubles up to the cap; SIGHUP
+# (new credentials) ends it at once.
+REFUSAL_BACKOFF = 5.0
+REFUSAL_BACKOFF_CAP = 300.0
 
 
 @dataclass(frozen=True)
@@ -58,18 +67,56 @@ class Authenticator:
         self._lock = threading.Lock()
         self._current: Credentials | None = None
         self.tokens = 0  # obtained so far; every one after the first is a refresh (metrics)
+        self._refused: AuthError | None = None
+        self._refused_until = 0.0
+        self._refusals = 0
 
     def credentials(self) -> Credentials:
         with self._lock:
             creds = self._current
             if creds is None or self._expiring(creds):
-                creds = self._authenticate()
+                creds = self._authenticate_or_back_off()
                 self.tokens += 1
                 # Here and nowhere else: refreshes and re-authentications after a 401 pass
                 # through this line too, so no later token escapes the log redactor.
                 self._on_token(creds.token)
                 self._current = creds
+                if creds.expires_at is not None:
+                    log.info(
+                        "token obtained", expires_in=round(creds.expires_at - self._clock(), 1)
+                    )
             return creds
+
+    def reconfigure(self, config: AuthConfig) -> None:
+        """Use new credentials from now on (SIGHUP after a key rotation): the current token
+        is dropped and a remembered refusal forgotten, so the next request authenticates."""
+        with self._lock:
+            self._config = config
+            self._current = None
+            self._refused = None
+            self._refusals = 0
+
+    def _authenticate_or_back_off(self) -> Credentials:
+        now = self._clock()
+        if self._refused is not None and now < self._refused_until:
+            raise self._refused
+        try:
+            creds = self._authenticate()
+        except AuthError as exc:
+            if exc.status not in (401, 403):
+                raise
+            delay = min(REFUSAL_BACKOFF * 2.0**self._refusals, REFUSAL_BACKOFF_CAP)
+            self._refusals += 1
+            self._refused, self._refused_until = exc, now + delay
+            log.error(
+                "credentials refused",
+                error=str(exc),
+                retry_in=delay,
+                hint="check the access key in the config; SIGHUP makes kcsync re-read it",
+            )
+            raise
+        self._refused, self._refusals = None, 0
+        return creds
 
     def invalidate(self, token: str) -> None:
         """Forget ``token`` after a 401, unless another thread already replaced it."""
@@ -137,9 +184,10 @@ class Authenticator:
             raise AuthError(f"auth: {url} answered with an unexpected body") from None
         if not token:
             raise AuthError(f"auth: {url} answered without X-Subject-Token")
-        storage_url = (
-            cfg.storage_url or f"https://objectstorage.{cfg.region}.kakaocloud.com/v1/{project_id}"
-        )
+        # A configured storage URL may name the project, for a private KakaoCloud-compatible
+        # deployment whose storage host is not KakaoCloud's: .../v1/{project_id}.
+        template = cfg.storage_url or DEFAULT_STORAGE_URL.replace("{region}", cfg.region)
+        storage_url = template.replace("{project_id}", project_id)
         return Credentials(
             token=token, storage_url=storage_url, expires_at=expires_at, issued_at=self._clock()
         )
@@ -176,6 +224,14 @@ def _raise_for_auth(resp: requests.Response, url: str) -> None:
         raise redirect_error(f"auth: {url}", resp)
     if resp.status_code in (401, 403):
         raise AuthError(f"auth: {url} refused the credentials ({resp.status_code})", 401)
+    if resp.status_code == 404:
+        # Keystone's answer to an application credential that was deleted (as a real one
+        # showed): the key is gone, which is a refusal, not a transient error.
+        raise AuthError(
+            f"auth: {url} refused the credentials (404: no such access key, or not an "
+            "identity URL)",
+            401,
+        )
     if resp.status_code >= 500 or resp.status_code in (408, 429):
         raise TransientRemoteError(f"auth: {url} answered {resp.status_code}", resp.status_code)
     if resp.status_code >= 300:

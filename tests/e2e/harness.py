@@ -60,7 +60,9 @@ class Env:
         self.bucket = f"kc-{uuid.uuid4().hex[:12]}"
         self.config_path = tmp / "kcsync.yaml"
         self.settings: dict[str, Any] = {
-            "auth": {
+            "auth": dict(backend.kcsync_auth)
+            if backend.kcsync_auth
+            else {
                 "method": "v1",
                 "url": backend.auth_url,
                 "user": backend.user,

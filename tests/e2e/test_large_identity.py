@@ -147,6 +147,11 @@ def test_two_configs_sharing_a_segments_bucket_keep_each_others_segments(
 def test_name_near_the_server_limit_uploads_as_slo(env: Env) -> None:
     info = env.conn.get_capabilities()["swift"]
     limit = int(info.get("max_object_name_length", info.get("max_object_name_size", 1024)))
+    if env.backend.name == "kakao":
+        # What kcsync sees is the gateway's /info (KakaoCloud's 396), not the peers' Swift's.
+        from tests.servers.gateway import INFO
+
+        limit = int(INFO["swift"]["max_object_name_length"])
     # Nested directories: one file name may have at most 255 bytes on this filesystem.
     budget = limit - len("files/")
     parts = []

@@ -27,8 +27,14 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
+
+from tests.servers.keystone import SERVICE_PROJECT, SERVICE_USER
+
+if TYPE_CHECKING:
+    from tests.servers.keystone import KeystoneServer
 
 USER = "test:tester"
 KEY = "testing"
@@ -67,12 +73,16 @@ class RgwServer:
         _stop_pids(self.pids)
 
 
-def start_rgw(root: Path) -> RgwServer:
-    """Start mon, OSD and radosgw under `root`; return once a container can be created."""
+def start_rgw(root: Path, *, keystone: KeystoneServer | None = None) -> RgwServer:
+    """Start mon, OSD and radosgw under `root`; return once a container can be created.
+
+    With ``keystone``, radosgw also accepts that Keystone's tokens (at ``/swift/v1``, the
+    account being the token's project), beside its own v1 users.
+    """
     missing = [name for name in _BINARIES if shutil.which(name) is None]
     if missing:
         raise RgwStartError(f"missing {', '.join(missing)}; install with: {_APT_HINT}")
-    starter = _Starter(root.resolve())
+    starter = _Starter(root.resolve(), keystone)
     try:
         return starter.start()
     except BaseException as exc:
@@ -105,8 +115,9 @@ def running_rgw(root: Path | None = None) -> Iterator[RgwServer]:
 
 
 class _Starter:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keystone: KeystoneServer | None = None) -> None:
         self.root = root
+        self.keystone = keystone
         self.conf = root / "ceph.conf"
         self.log_dir = root / "log"
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -124,6 +135,7 @@ class _Starter:
         mon_addrs = f"[v2:127.0.0.1:{mon_v2},v1:127.0.0.1:{mon_v1}]"
         self.conf.write_text(
             _conf_text(self.root, fsid, mon_addrs, osd_lo, osd_lo + _OSD_PORT_COUNT - 1, rgw_port)
+            + (_keystone_conf(self.keystone) if self.keystone else "")
         )
 
         monmap = self.root / "monmap"
@@ -293,6 +305,19 @@ rgw swift versioning enabled = true
 # Deleted and overwritten data otherwise stays in the OSD's RAM for two hours.
 rgw gc obj min wait = 60
 rgw gc processor period = 60
+"""
+
+
+def _keystone_conf(ks: KeystoneServer) -> str:
+    # Appended to [client.rgw]. The admin domain is a NAME, and case-sensitive on SQLite.
+    return f"""\
+rgw keystone url = {ks.url}
+rgw keystone api version = 3
+rgw keystone admin user = {SERVICE_USER}
+rgw keystone admin password = {ks.service_password}
+rgw keystone admin project = {SERVICE_PROJECT}
+rgw keystone admin domain = Default
+rgw keystone accepted roles = member, admin
 """
 
 
