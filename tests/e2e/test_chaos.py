@@ -49,7 +49,7 @@ def deletes_per_object(proxy: FaultProxy, env: Env) -> collections.Counter[str]:
     marker = f"/{env.bucket}/"
     return collections.Counter(
         unquote(urlsplit(r.target).path.split(marker, 1)[1])
-        for r in proxy.seen()
+        for r in proxy.seen
         if r.method == "DELETE" and marker in r.target
     )
 
