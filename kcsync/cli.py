@@ -120,12 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def load(args: argparse.Namespace) -> Config:
-    """The config, with logging set up as it asks (the command line wins)."""
-    config = load_config(config_path(args.config))
+def load(args: argparse.Namespace, *, secrets: bool = True) -> Config:
+    """The config, with logging set up as it asks (the command line wins). ``secrets``:
+    False for commands that only read or write the state database, so they work from a
+    shell that does not hold the service's credentials."""
+    config = load_config(config_path(args.config), secrets=secrets)
     logs.configure(args.log_format or config.log.format, args.log_level or config.log.level)
     for warning in config.warnings:
-        structlog.get_logger("kcsync").warning("insecure permissions", detail=warning)
+        structlog.get_logger("kcsync").warning("config warning", detail=warning)
     return config
 
 
@@ -161,7 +163,7 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    config = load_config(config_path(args.config))
+    config = load(args, secrets=False)
     from kcsync.status import collect, render
 
     status = collect(config)
@@ -181,7 +183,7 @@ def _approve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _approve(args: argparse.Namespace) -> int:
-    config = load_config(config_path(args.config))
+    config = load(args, secrets=False)
     from kcsync.status import approve_deletes
 
     return approve_deletes(config, args.folder, sys.stdout)

@@ -19,6 +19,9 @@ from kcsync.errors import ConfigError
 from kcsync.units import parse_duration, parse_size
 
 DEFAULT_CONFIG_PATH = "/etc/kcsync/config.yaml"
+# The config name whose state lives in the state base itself (kcsync.service's
+# StateDirectory=kcsync); any other NAME.yaml gets BASE/NAME, as kcsync@NAME does.
+DEFAULT_CONFIG_STEM = "config"
 DEFAULT_IDENTITY_URL = "https://iam.kakaocloud.com/identity/v3"
 # {region} comes from auth.region, {project_id} from the token; a configured storage_url may
 # use {project_id} too.
@@ -26,6 +29,9 @@ DEFAULT_STORAGE_URL = "https://objectstorage.{region}.kakaocloud.com/v1/{project
 # Names that are never complete files: editors' and downloaders' temporaries.
 DEFAULT_EXCLUDES = ("*.part", "*.tmp", ".~*", "~$*", ".*.swp", "*.crdownload")
 MIB = 1024 * 1024
+# Swift's proxy throttles GETs of SLOs whose segments are smaller than this
+# (rate_limit_under_size), so a restore of such an object crawls.
+SMALL_SEGMENT = MIB
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,13 @@ def config_path(cli_value: str | None, environ: Mapping[str, str] = os.environ) 
     return Path(cli_value or environ.get("KCSYNC_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
-def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
+def load_config(
+    path: Path, environ: Mapping[str, str] = os.environ, *, secrets: bool = True
+) -> Config:
+    """The config at ``path``. ``secrets=False`` checks how each credential is given but
+    reads none of them (every secret is ""): for commands that only touch the state
+    database (status, approve-deletes), which must work from a shell without the
+    service's credentials."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -170,7 +182,9 @@ def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> Config:
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError("", f"{path} is not valid YAML{where}") from None
     warnings = list(_permission_warnings(path))
-    return parse_config(data, source=path, environ=environ, warnings=warnings)
+    return parse_config(
+        data, source=path, environ=environ, warnings=warnings, secrets=secrets
+    )
 
 
 def parse_config(
@@ -179,9 +193,10 @@ def parse_config(
     source: Path,
     environ: Mapping[str, str] = os.environ,
     warnings: list[str] | None = None,
+    secrets: bool = True,
 ) -> Config:
     warnings = warnings if warnings is not None else []
-    top = _Section(data, "", environ, warnings)
+    top = _Section(data, "", environ, warnings, secrets=secrets)
     auth = _parse_auth(top.section("auth", required=True))
     bucket = top.required("bucket")
     _check_bucket_name("bucket", bucket, kakaocloud=isinstance(auth, KakaoAuth))
@@ -204,6 +219,11 @@ def parse_config(
         orphan_grace=large_sec.duration("orphan_grace", 3600.0),
     )
     large_sec.done()
+    if large.segment_size < SMALL_SEGMENT:
+        warnings.append(
+            f"large_objects.segment_size is {large.segment_size} bytes, below 1MiB: "
+            "Swift throttles downloads of objects made of such small segments"
+        )
     _check_bucket_name(
         "large_objects.segments_bucket",
         large.segments_bucket,
@@ -244,7 +264,13 @@ def parse_config(
         reconcile_cron=daemon_sec.string("reconcile_cron"),
         stop_timeout=daemon_sec.duration("stop_timeout", 30.0),
     )
+    both = daemon_sec.raw("reconcile_interval") is not None and daemon.reconcile_cron
     daemon_sec.done()
+    if both:
+        # The scheduler would take the cron and ignore the interval without a word.
+        raise ConfigError(
+            "daemon.reconcile_cron", "is set together with daemon.reconcile_interval; set one"
+        )
     if daemon.reconcile_cron:
         from kcsync.scheduler import check_cron
 
@@ -263,7 +289,7 @@ def parse_config(
         large=large,
         delete=delete,
         checksum=top.boolean("checksum", False),
-        state_dir=Path(top.string("state_dir") or _default_state_dir(environ)),
+        state_dir=Path(top.string("state_dir") or default_state_dir(source, environ)),
         log=log,
         retry=retry,
         daemon=daemon,
@@ -335,6 +361,7 @@ def _parse_folders(top: _Section) -> tuple[FolderConfig, ...]:
             )
         )
         sec.done()
+    _check_folder_paths(folders)
     for i, a in enumerate(folders):
         for j, b in enumerate(folders):
             # Overlapping prefixes would make one folder's mirror delete the other's objects.
@@ -414,6 +441,21 @@ def _parse_metrics(sec: _Section) -> MetricsConfig:
     return MetricsConfig(listen=address, textfile=path)
 
 
+def _check_folder_paths(folders: list[FolderConfig]) -> None:
+    """A folder inside another (or the same one twice) would store each of its files under
+    two names, and the mirror of one would judge the other's objects."""
+    real = [Path(os.path.realpath(f.path)) for f in folders]
+    for j, b in enumerate(real):
+        for i, a in enumerate(real[:j]):
+            if a == b or a in b.parents or b in a.parents:
+                how = "is" if a == b else "is inside" if a in b.parents else "contains"
+                raise ConfigError(
+                    f"folders[{j}].path",
+                    f"{folders[j].path} {how} folders[{i}].path {folders[i].path}; "
+                    "folders must not overlap (exclude the inner one instead)",
+                )
+
+
 def _check_state_dir(state_dir: Path, folders: tuple[FolderConfig, ...]) -> None:
     """kcsync's database inside a synced folder would upload itself, changed by that very
     upload, forever: the default state_dir of a user who backs up $HOME does just that."""
@@ -437,14 +479,23 @@ def _check_bucket_name(key: str, name: str, *, kakaocloud: bool) -> None:
         raise ConfigError(key, f"{name!r} must be {low} to {high} characters long")
 
 
-def _default_state_dir(environ: Mapping[str, str]) -> str:
-    # systemd's StateDirectory= exports the path it created.
+def default_state_dir(source: Path, environ: Mapping[str, str] = os.environ) -> str:
+    """Where the state of the config at ``source`` lives when it sets no state_dir.
+
+    Under systemd, $STATE_DIRECTORY (what StateDirectory= created). Otherwise the same
+    place computed from the config's name, so `kcsync status -c /etc/kcsync/NAME.yaml`
+    from a shell finds what the kcsync@NAME instance writes (StateDirectory=kcsync/NAME):
+    BASE/NAME, and BASE itself for config.yaml (kcsync.service's StateDirectory=kcsync).
+    BASE is /var/lib/kcsync for root, else $XDG_STATE_HOME/kcsync.
+    """
     if environ.get("STATE_DIRECTORY"):
         return environ["STATE_DIRECTORY"].split(":")[0]
     if os.geteuid() == 0:
-        return "/var/lib/kcsync"
-    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(base) / "kcsync")
+        base = Path("/var/lib/kcsync")
+    else:
+        base = Path(environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "kcsync"
+    stem = source.stem
+    return str(base if stem in (DEFAULT_CONFIG_STEM, "") else base / stem)
 
 
 def _permission_warnings(path: Path) -> list[str]:
@@ -460,7 +511,15 @@ def _permission_warnings(path: Path) -> list[str]:
 class _Section:
     """One mapping of the YAML, read key by key; leftovers are unknown keys."""
 
-    def __init__(self, data: object, where: str, environ: Mapping[str, str], warnings: list[str]):
+    def __init__(
+        self,
+        data: object,
+        where: str,
+        environ: Mapping[str, str],
+        warnings: list[str],
+        *,
+        secrets: bool = True,
+    ):
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -469,6 +528,7 @@ class _Section:
         self.where = where
         self.environ = environ
         self.warnings = warnings
+        self.secrets = secrets  # read credentials, or only check how they are given
         self.seen: set[str] = set()
 
     def key(self, name: str) -> str:
@@ -482,7 +542,9 @@ class _Section:
         value = self.raw(name)
         if value is None and required:
             raise ConfigError(self.key(name), "is required")
-        return _Section(value, self.key(name), self.environ, self.warnings)
+        return _Section(
+            value, self.key(name), self.environ, self.warnings, secrets=self.secrets
+        )
 
     def string(self, name: str, required: bool = False) -> str | None:
         value = self.raw(name)
@@ -607,28 +669,51 @@ class _Section:
         return str(value)
 
     def secret(self, name: str) -> str:
-        """A credential given inline, as ``NAME_env`` (a variable) or ``NAME_file`` (a path)."""
-        given = [k for k in (name, f"{name}_env", f"{name}_file") if self.raw(k) is not None]
+        """A credential given inline, as ``NAME_env`` (a variable), ``NAME_file`` (a path)
+        or ``NAME_credential`` (a systemd credential: the file of that name in
+        $CREDENTIALS_DIRECTORY, which LoadCredential=/SetCredential= fill). "" without
+        reading anything when this parse does not resolve secrets."""
+        forms = (name, f"{name}_env", f"{name}_file", f"{name}_credential")
+        given = [k for k in forms if self.raw(k) is not None]
         if len(given) != 1:
             problem = "is required" if not given else "is given more than once"
-            raise ConfigError(self.key(name), f"{problem} (set {name}, {name}_env or {name}_file)")
+            choices = f"{', '.join(forms[:-1])} or {forms[-1]}"
+            raise ConfigError(self.key(name), f"{problem} (set {choices})")
         kind = given[0]
         value = self.required(kind)
+        if kind.endswith("_credential") and ("/" in value or value in (".", "..")):
+            raise ConfigError(self.key(kind), f"{value!r} must be a credential name, not a path")
+        if not self.secrets:
+            return ""
         if kind.endswith("_env"):
             if value not in self.environ or not self.environ[value]:
                 raise ConfigError(self.key(kind), f"environment variable {value} is not set")
             return self.environ[value]
+        if kind.endswith("_credential"):
+            directory = self.environ.get("CREDENTIALS_DIRECTORY")
+            if not directory:
+                raise ConfigError(
+                    self.key(kind),
+                    "$CREDENTIALS_DIRECTORY is not set: systemd sets it for a unit with "
+                    f"LoadCredential={value}:/path (use {name}_file outside systemd)",
+                )
+            # systemd makes the directory and its files readable by the service alone:
+            # no permission warning to give.
+            return self._read_secret(kind, Path(directory) / value, check_mode=False)
         if kind.endswith("_file"):
-            path = Path(value).expanduser()
-            try:
-                secret = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(self.key(kind), f"cannot read {path}: {exc.strerror}") from None
-            self.warnings.extend(_permission_warnings(path))
-            if not secret:
-                raise ConfigError(self.key(kind), f"{path} is empty")
-            return secret
+            return self._read_secret(kind, Path(value).expanduser(), check_mode=True)
         return value
+
+    def _read_secret(self, kind: str, path: Path, *, check_mode: bool) -> str:
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(self.key(kind), f"cannot read {path}: {exc.strerror}") from None
+        if check_mode:
+            self.warnings.extend(_permission_warnings(path))
+        if not secret:
+            raise ConfigError(self.key(kind), f"{path} is empty")
+        return secret
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.seen)

@@ -18,7 +18,15 @@ import structlog
 
 from kcsync.apply import Applier
 from kcsync.bandwidth import limit_at, local_minute, make_pace
-from kcsync.config import AuthConfig, Config, KakaoAuth, TokenAuth, V1Auth, load_config
+from kcsync.config import (
+    AuthConfig,
+    Config,
+    FolderConfig,
+    KakaoAuth,
+    TokenAuth,
+    V1Auth,
+    load_config,
+)
 from kcsync.errors import (
     EXIT_GUARD,
     EXIT_INCOMPLETE,
@@ -28,7 +36,7 @@ from kcsync.errors import (
     StateLockedError,
 )
 from kcsync.guard import Limits
-from kcsync.localfs import make_gate
+from kcsync.localfs import folder_path_for, make_gate
 from kcsync.logs import redactor
 from kcsync.metrics import (
     Endpoint,
@@ -210,6 +218,8 @@ class PlanPrinter:
         self._out.write(f"would {verb}: {key} ({payload.get('reason')})\n")
         if op != "delete":
             self._stats.add(planned_files=1, planned_bytes=size)
+        else:
+            self._stats.add(planned_deletes=1)
 
     def adopt(self, entry: IndexEntry) -> None:
         pass
@@ -319,8 +329,9 @@ class Runtime:
             self.stats.add(removed_local=1)
 
     def _on_bad(self, key: str, error: str) -> None:
-        self.stats.add_bad(key, error)
-        log.warning("skipped", object=key, reason=error)
+        path, reason = skip_report(self.config.folders, key, error)
+        self.stats.add_bad(path, reason)
+        log.warning("skipped", path=path, reason=reason)
 
     def ensure_bucket(self, *, dry_run: bool = False) -> None:
         client, bucket = self.remote.client, self.config.bucket
@@ -378,21 +389,24 @@ def run_once(config: Config, *, dry_run: bool = False, out: TextIO | None = None
             rt.ensure_bucket(dry_run=dry_run)
             if dry_run:
                 rep = rt.reconciler(PlanPrinter(out, stats)).run()
-                out.write(f"dry run: {stats.planned_files} files to send, nothing changed\n")
+                _report_folders(rep, out)
+                out.write(stats.dry_run_summary() + "\n")
                 return _exit_code(stats, rep)
             rt.queue.release_all()
-            rt.queue.revive_dead(now=time.time())
+            started = time.time()
+            revived = rt.queue.revive_dead(now=started)
             progress = ProgressLine(stats)
             rt.pool.start()
             progress.start()
             try:
                 rep = rt.reconciler(rt.sink).run()
                 rt.pool.wait_idle()
-                if not rep.folder_errors:
-                    rt.collect_orphans()
+                orphans = rt.collect_orphans() if not rep.folder_errors else 0
             finally:
                 rt.pool.stop()
                 progress.stop()
+            # `status` after a run from cron must not say "last reconcile: never".
+            record_reconcile(rt.db, started, rep, rt.sink.new_jobs, revived, orphans)
             client = rt.remote.client
             log.info(
                 "run finished",
@@ -403,6 +417,7 @@ def run_once(config: Config, *, dry_run: bool = False, out: TextIO | None = None
             )
             for line in stats.report_lines():
                 out.write(line + "\n")
+            _report_folders(rep, out)
             for why in rep.refused:
                 out.write(f"deletes refused: {why}\n")
             out.write(stats.summary() + "\n")
@@ -539,27 +554,13 @@ class Daemon:
             return
         rt.pool.wake()
         orphans = rt.collect_orphans() if not rep.folder_errors else 0
-        duration = time.time() - started
         drift = rt.sink.new_jobs
+        duration = record_reconcile(rt.db, started, rep, drift, revived, orphans)
         rt.facts.reconciled(
             at=started,
             duration=duration,
             drift=drift,
             ok=not rep.folder_errors and not rep.refused,
-        )
-        rt.db.set_meta(
-            "last_reconcile",
-            json.dumps(
-                {
-                    "at": started,
-                    "duration": round(duration, 3),
-                    "drift": drift,
-                    "refused": rep.refused,
-                    "folder_errors": rep.folder_errors,
-                    "revived": revived,
-                    "orphans_removed": orphans,
-                }
-            ),
         )
         log.info("reconcile finished", drift=drift, seconds=round(duration, 2), revived=revived)
 
@@ -569,6 +570,48 @@ class Daemon:
             f"{counts.get('pending', 0)} queued, {counts.get('running', 0)} running, "
             f"{counts.get('dead', 0)} dead"
         )
+
+
+def skip_report(folders: tuple[FolderConfig, ...], key: str, error: str) -> tuple[str, str]:
+    """(path, reason) of a file a job could not sync, as the scan and the watcher report
+    one. A job's LocalFileError reads "PATH: reason"; reported under the job's key it
+    printed "skipped: KEY: PATH: reason", the file named twice, in another shape than the
+    same skip found by the scan."""
+    path = next(
+        (str(p) for f in folders if (p := folder_path_for(f, key)) is not None),
+        key,
+    )
+    return path, error.removeprefix(f"{path}: ")
+
+
+def record_reconcile(
+    db: Database, started: float, rep: Report, drift: int, revived: int, orphans: int
+) -> float:
+    """What `kcsync status` shows as the last reconcile, the daemon's or a --once run's.
+    Returns how long it took."""
+    duration = time.time() - started
+    db.set_meta(
+        "last_reconcile",
+        json.dumps(
+            {
+                "at": started,
+                "duration": round(duration, 3),
+                "drift": drift,
+                "refused": rep.refused,
+                "folder_errors": rep.folder_errors,
+                "revived": revived,
+                "orphans_removed": orphans,
+            }
+        ),
+    )
+    return duration
+
+
+def _report_folders(rep: Report, out: TextIO) -> None:
+    # A folder that is missing or unreadable is a failure like a file's: on stdout, not
+    # only in the log, or the summary looked clean above an exit code of 1.
+    for error in rep.folder_errors:
+        out.write(f"failed: folder {error}\n")
 
 
 def _check_target(db: Database, index: Index, storage_url: str, bucket: str) -> None:

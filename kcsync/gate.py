@@ -51,6 +51,11 @@ class Refused:
 
     reason: str
     quiet: bool = False
+    # Not a file kcsync syncs at all (a FIFO, a device, a symlink out of the folder): named
+    # in the report and the log, but no reason for a non-zero exit. Counted as a failure it
+    # made every run exit 1 until the user excluded it, for a file they never meant to back
+    # up; files that should be synced and cannot be (unreadable, a bad name) still count.
+    ignored: bool = False
 
 
 EXCLUDED = Refused("excluded", quiet=True)
@@ -195,9 +200,9 @@ def link_refusal(target: str, real_root: str, gate: Gate) -> Refused | None:
     """A symlink is followed only to a file inside its folder: anything else could upload
     files the user never put there (`ln -s /etc/passwd`), or loop on a directory link."""
     if not within(target, real_root):
-        return Refused("symlink points outside the folder")
+        return Refused("symlink points outside the folder", ignored=True)
     if state_holds(gate, target):
-        return Refused("symlink into kcsync's own state directory")
+        return Refused("symlink into kcsync's own state directory", ignored=True)
     return None
 
 
@@ -205,8 +210,8 @@ def file_refusal(mode: int, *, via_link: bool) -> Refused | None:
     if stat.S_ISREG(mode):
         return None
     if via_link:
-        return Refused("symlink to something that is not a file")
-    return Refused(f"not a regular file ({kind(mode)})")
+        return Refused("symlink to something that is not a file", ignored=True)
+    return Refused(f"not a regular file ({kind(mode)})", ignored=True)
 
 
 def kind(mode: int) -> str:

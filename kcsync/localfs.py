@@ -109,7 +109,7 @@ def _walk(
             refusal = _dir_refusal(entry, rel_dir + entry.name, folder, gate)
             if refusal is not None:
                 if not refusal.quiet:
-                    yield BadEntry(printable(entry.path), refusal.reason)
+                    yield BadEntry(printable(entry.path), refusal.reason, ignored=refusal.ignored)
                 continue
         items.append((entry.name + "/" if is_dir else entry.name, entry, is_dir))
     items.sort(key=lambda item: item[0])
@@ -188,7 +188,9 @@ def admit(
         assert st is not None
         refusal = rules.file_refusal(st.st_mode, via_link=is_link)
     if refusal is not None:
-        return None if refusal.quiet else BadEntry(printable(path), refusal.reason, protects=key)
+        if refusal.quiet:
+            return None
+        return BadEntry(printable(path), refusal.reason, protects=key, ignored=refusal.ignored)
     assert st is not None
     # An admitted link is opened (with O_NOFOLLOW) at its resolved target, never as a link.
     return _from_stat(key, target if is_link else path, st)

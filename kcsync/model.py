@@ -68,6 +68,12 @@ class BadEntry:
     # or directory may well still exist. "" when there is no valid name (bad encoding).
     protects: str = ""
     protects_prefix: bool = False  # a whole unreadable directory
+    ignored: bool = False  # not a file kcsync syncs (gate.Refused.ignored): no exit 1
+
+    @property
+    def event(self) -> str:
+        """The log event and report word, the same from the scan, the watcher and a job."""
+        return "ignored" if self.ignored else "skipped"
 
 
 @dataclass(frozen=True, slots=True)

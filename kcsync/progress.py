@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from kcsync.units import format_size
+from kcsync.units import format_size, plural
 
 # Skipped and failed paths kept for the report, per list. A daemon runs for months and a dead
 # job is revived and can die again every reconcile, so keeping every one grew without end.
@@ -22,6 +22,7 @@ class Stats:
 
     planned_files: int = 0
     planned_bytes: int = 0
+    planned_deletes: int = 0  # a dry run's "would delete" lines
     uploaded: int = 0
     uploaded_bytes: int = 0
     sent_bytes: int = 0
@@ -32,6 +33,9 @@ class Stats:
     failed: list[tuple[str, str]] = field(default_factory=list)  # the first `keep` failed
     bad_count: int = 0  # every skip, kept or not
     failed_count: int = 0
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # the first `keep` ignored
+    ignored_count: int = 0  # FIFOs, links out of the folder: reported, no exit 1
+    failed_folders: int = 0  # folders not synced at all (missing, unreadable)
     keep: int = REPORT_LIMIT
     refused_deletes: int = 0
     removed_local: int = 0  # files removed after a verified upload (after_upload: delete)
@@ -43,8 +47,13 @@ class Stats:
             for name, n in counts.items():
                 setattr(self, name, getattr(self, name) + n)
 
-    def add_bad(self, path: str, reason: str) -> None:
+    def add_bad(self, path: str, reason: str, *, ignored: bool = False) -> None:
         with self._lock:
+            if ignored:
+                self.ignored_count += 1
+                if len(self.ignored) < self.keep:
+                    self.ignored.append((path, reason))
+                return
             self.bad_count += 1
             if len(self.bad) < self.keep:
                 self.bad.append((path, reason))
@@ -57,7 +66,11 @@ class Stats:
 
     def report_lines(self) -> list[str]:
         """One line per kept skipped or failed path, and how many more were left out."""
-        lines = [f"skipped: {path}: {reason}" for path, reason in self.bad]
+        lines = [f"ignored: {path}: {reason}" for path, reason in self.ignored]
+        if self.ignored_count > len(self.ignored):
+            more = self.ignored_count - len(self.ignored)
+            lines.append(f"... and {more} more ignored (see the log)")
+        lines += [f"skipped: {path}: {reason}" for path, reason in self.bad]
         if self.bad_count > len(self.bad):
             lines.append(f"... and {self.bad_count - len(self.bad)} more skipped (see the log)")
         lines += [f"failed: {key}: {error}" for key, error in self.failed]
@@ -81,12 +94,23 @@ class Stats:
             f"{self.unchanged} unchanged",
         ]
         if self.refused_deletes:
-            parts.append(f"{self.refused_deletes} deletes refused by the guard")
+            parts.append(f"{plural(self.refused_deletes, 'delete')} refused by the guard")
+        if self.ignored_count:
+            parts.append(f"{self.ignored_count} ignored")
         if self.bad_count:
             parts.append(f"{self.bad_count} skipped")
         if self.failed_count:
             parts.append(f"{self.failed_count} failed")
+        if self.failed_folders:
+            parts.append(f"{plural(self.failed_folders, 'folder')} not synced")
         return f"kcsync: {', '.join(parts)} in {elapsed:.1f}s"
+
+    def dry_run_summary(self) -> str:
+        return (
+            f"dry run: {plural(self.planned_files, 'file')} to send "
+            f"({format_size(self.planned_bytes)}), {plural(self.planned_deletes, 'delete')}, "
+            "nothing changed"
+        )
 
 
 class ProgressLine:

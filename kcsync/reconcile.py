@@ -169,6 +169,7 @@ class Reconciler:
                 device = os.stat(folder.path).st_dev
             except (FolderUnavailable, OrderError, OSError) as exc:
                 report.folder_errors.append(str(exc))
+                self._stats.add(failed_folders=1)
                 log.error("folder skipped", folder=place, error=str(exc))
                 continue
             facts = FolderFacts(
@@ -282,8 +283,8 @@ class Reconciler:
             yield item
 
     def _bad(self, item: BadEntry, fp: _FolderPass) -> None:
-        self._stats.add_bad(item.path, item.reason)
-        log.warning("skipped", path=item.path, reason=item.reason)
+        self._stats.add_bad(item.path, item.reason, ignored=item.ignored)
+        log.warning(item.event, path=item.path, reason=item.reason)
         if item.protects_prefix:
             fp.protected_prefixes.append(item.protects)
         elif item.protects:

@@ -15,6 +15,7 @@ from kcsync.store.db import Database
 from kcsync.store.guards import GuardState
 from kcsync.store.index import Index
 from kcsync.store.jobs import JobQueue
+from kcsync.units import format_size, plural
 
 
 def collect(config: Config) -> dict[str, Any]:
@@ -23,6 +24,7 @@ def collect(config: Config) -> dict[str, Any]:
         "state_dir": str(config.state_dir),
         "daemon_running": _locked(config),
         "bucket": config.bucket,
+        "state_found": db_path.exists(),
     }
     if not db_path.exists():
         result.update(
@@ -66,6 +68,13 @@ def _locked(config: Config) -> bool:
 def render(status: dict[str, Any], out: TextIO) -> None:
     running = "running" if status["daemon_running"] else "not running"
     out.write(f"kcsync {running}; state in {status['state_dir']}; bucket {status['bucket']}\n")
+    if not status.get("state_found", True):
+        # Say where we looked: a state_dir that differs from the service's is the usual
+        # cause (see state_dir in config.example.yaml).
+        out.write(
+            f"no state database in {status['state_dir']}: kcsync has not run with this "
+            "config and state_dir yet\n"
+        )
     q = status["queue"]
     out.write(
         f"queue: {q.get('pending', 0)} pending, {q.get('running', 0)} running, "
@@ -73,7 +82,7 @@ def render(status: dict[str, Any], out: TextIO) -> None:
     )
     for dead in status["dead_jobs"]:
         out.write(
-            f"  dead: {dead['object']} ({dead['op']}, {dead['attempts']} attempts): "
+            f"  dead: {dead['object']} ({dead['op']}, {plural(dead['attempts'], 'attempt')}): "
             f"{dead['last_error']}\n"
         )
     last = status["last_reconcile"]
@@ -93,7 +102,7 @@ def render(status: dict[str, Any], out: TextIO) -> None:
         )
     for f in status["folders"]:
         out.write(f"folder {f['path']} -> {f['prefix'] or '(no prefix)'}: ")
-        out.write(f"{f['objects']} objects, {f['bytes']} bytes\n")
+        out.write(f"{plural(f['objects'], 'object')}, {format_size(f['bytes'])}\n")
 
 
 def approve_deletes(config: Config, folder: str | None, out: TextIO) -> int:
@@ -120,7 +129,7 @@ def approve_deletes(config: Config, folder: str | None, out: TextIO) -> int:
                 continue
             guards.approve(place, int(what["count"]), device)
             out.write(
-                f"approved {what['count']} deletes in {place} (refused because "
+                f"approved {plural(int(what['count']), 'delete')} in {place} (refused because "
                 f"{what['why']}); the next run performs them\n"
             )
     finally:

@@ -58,3 +58,8 @@ def format_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``1 object``, ``2 objects``: counts people read (``many`` for irregular nouns)."""
+    return f"{n} {noun if n == 1 else many or noun + 's'}"

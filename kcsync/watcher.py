@@ -409,7 +409,7 @@ class Watcher:
                 payload.update(src=hint.src_key, src_path=hint.src_path)
             return key, hint.op, payload
         if verdict is not None:
-            log.warning("skipped", path=verdict.path, reason=verdict.reason)
+            log.warning(verdict.event, path=verdict.path, reason=verdict.reason)
         if hint.op == MOVE and hint.src_key is not None:
             # Moved to a name that is not synced: the old name's file is gone all the same.
             return hint.src_key, DELETE, {"path": hint.src_path, "reason": "watcher: moved"}

@@ -22,10 +22,16 @@ import pytest
 import requests
 
 from kcsync.config import KakaoAuth, TokenAuth, V1Auth
-from kcsync.errors import AuthError, TransientRemoteError
+from kcsync.errors import (
+    EXIT_AUTH,
+    EXIT_UNAVAILABLE,
+    AuthError,
+    RemoteError,
+    TransientRemoteError,
+)
 from kcsync.localfs import FileSlice
 from kcsync.model import LocalEntry
-from kcsync.swift.auth import Authenticator, Credentials
+from kcsync.swift.auth import Authenticator, Credentials, auth_status_error
 from kcsync.swift.client import SwiftClient
 from tests.fake_iam import TOKENS_PATH, FakeIam
 from tests.servers.keystone import KeystoneServer
@@ -361,3 +367,33 @@ def test_refused_fixed_token_gives_up_after_one_reauthentication(
     assert caught.value.status == 401
     assert client.request_count == 2
     assert len(seen) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "exit_code"),
+    [
+        (200, None, None),
+        (201, None, None),
+        (401, AuthError, EXIT_AUTH),
+        (403, AuthError, EXIT_AUTH),
+        (400, RemoteError, EXIT_UNAVAILABLE),
+        (404, RemoteError, EXIT_UNAVAILABLE),
+        (405, RemoteError, EXIT_UNAVAILABLE),
+        (408, TransientRemoteError, EXIT_UNAVAILABLE),
+        (429, TransientRemoteError, EXIT_UNAVAILABLE),
+        (503, TransientRemoteError, EXIT_UNAVAILABLE),
+    ],
+)
+def test_only_401_and_403_from_the_auth_endpoint_mean_refused_credentials(
+    status: int, kind: type[RemoteError] | None, exit_code: int | None
+) -> None:
+    # A wrong auth URL answered 400 and kcsync exited 77 "credentials refused", which
+    # systemd never restarts and which blamed good keys (issue 20).
+    error = auth_status_error(status, "http://auth.example/v1.0")
+    if kind is None:
+        assert error is None
+        return
+    assert type(error) is kind and error is not None
+    assert error.exit_code == exit_code
+    if kind is RemoteError:
+        assert "is the auth URL right?" in str(error)

@@ -18,13 +18,17 @@ folders: [{path: /srv/photos}]
 
 
 def run(
-    config: Path, *args: str, env: dict[str, str] | None = None
+    config: Path, *args: str, env: dict[str, str] | None = None, command: str = "--once"
 ) -> subprocess.CompletedProcess[str]:
+    # The configs here set no state_dir: as root the default is /var/lib/kcsync, and a run
+    # that gets as far as the state lock wrote its lock file there. Tests never write
+    # outside their temporary directory; systemd's variable points the default into it.
+    state = {"STATE_DIRECTORY": str(config.parent / "state")}
     return subprocess.run(
-        [sys.executable, "-m", "kcsync.cli", "-c", str(config), "--once", *args],
+        [sys.executable, "-m", "kcsync.cli", "-c", str(config), command, *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        env={**os.environ, "PYTHONPATH": str(REPO), **state, **(env or {})},
         timeout=60,
     )
 

@@ -151,7 +151,8 @@ class Authenticator:
         token = resp.headers.get("X-Auth-Token")
         storage_url = resp.headers.get("X-Storage-Url")
         if not token or not storage_url:
-            raise AuthError(f"auth: {cfg.url} answered without X-Auth-Token/X-Storage-Url")
+            # Something answered that is not a Swift auth endpoint: the URL, not the keys.
+            raise RemoteError(f"auth: {cfg.url} answered without X-Auth-Token/X-Storage-Url")
         expires = resp.headers.get("X-Auth-Token-Expires")
         expires_at = self._clock() + float(expires) if expires else None
         return Credentials(
@@ -181,9 +182,9 @@ class Authenticator:
             project_id = data["project"]["id"]
             expires_at = parse_rfc3339(data["expires_at"])
         except (ValueError, KeyError, TypeError):
-            raise AuthError(f"auth: {url} answered with an unexpected body") from None
+            raise RemoteError(f"auth: {url} answered with an unexpected body") from None
         if not token:
-            raise AuthError(f"auth: {url} answered without X-Subject-Token")
+            raise RemoteError(f"auth: {url} answered without X-Subject-Token")
         # A configured storage URL may name the project, for a private KakaoCloud-compatible
         # deployment whose storage host is not KakaoCloud's: .../v1/{project_id}.
         template = cfg.storage_url or DEFAULT_STORAGE_URL.replace("{region}", cfg.region)
@@ -222,17 +223,32 @@ def parse_rfc3339(value: str) -> float:
 def _raise_for_auth(resp: requests.Response, url: str) -> None:
     if 300 <= resp.status_code < 400:
         raise redirect_error(f"auth: {url}", resp)
-    if resp.status_code in (401, 403):
-        raise AuthError(f"auth: {url} refused the credentials ({resp.status_code})", 401)
-    if resp.status_code == 404:
-        # Keystone's answer to an application credential that was deleted (as a real one
-        # showed): the key is gone, which is a refusal, not a transient error.
-        raise AuthError(
-            f"auth: {url} refused the credentials (404: no such access key, or not an "
-            "identity URL)",
-            401,
-        )
-    if resp.status_code >= 500 or resp.status_code in (408, 429):
-        raise TransientRemoteError(f"auth: {url} answered {resp.status_code}", resp.status_code)
-    if resp.status_code >= 300:
-        raise AuthError(f"auth: {url} answered {resp.status_code}", resp.status_code)
+    error = auth_status_error(resp.status_code, url, resp.text[:500])
+    if error is not None:
+        raise error
+
+
+def auth_status_error(status: int, url: str, body: str = "") -> RemoteError | None:
+    """What an auth endpoint's answer means for the caller (None: a success to read).
+
+    Only 401 and 403 are a refusal of the credentials (exit 77, which systemd does not
+    retry: the keys must change). Any other 4xx is a request that reached something which
+    is not judging credentials at all, most often a wrong auth URL (a web server's 400 or
+    404): calling that "credentials refused" sent people to rotate good keys, so it is a
+    plain remote error (69) naming the URL to check.
+    """
+    if status < 300:
+        return None
+    if status in (401, 403):
+        return AuthError(f"auth: {url} refused the credentials ({status})", 401)
+    if status == 404 and "application credential" in body.lower():
+        # Keystone's answer to an application credential that was deleted: the key is
+        # gone, a refusal. A 404 without it is a wrong URL, below.
+        return AuthError(f"auth: {url} refused the credentials (no such access key)", 401)
+    if status >= 500 or status in (408, 429):
+        return TransientRemoteError(f"auth: {url} answered {status}", status)
+    return RemoteError(
+        f"auth: {url} answered {status}, which is not a refusal of the credentials: "
+        "is the auth URL right?",
+        status,
+    )

@@ -166,7 +166,7 @@ def test_dead_job_is_shown_by_status_and_retried_by_reconcile(env: Env) -> None:
             wait_for(lambda: daemon.named("job failed", "files/a.txt"), "the failure")
             status = _status(env)
             assert status.returncode == 0, status.stderr
-            assert "dead: files/a.txt (sync, 1 attempts): PUT " in status.stdout
+            assert "dead: files/a.txt (sync, 1 attempt): PUT " in status.stdout
             assert "1 dead" in status.stdout
             assert "files/a.txt" not in env.names()
 

@@ -105,7 +105,7 @@ def test_every_option_set():
         state_dir="/tmp/kcsync-state",
         log={"format": "json", "level": "debug"},
         retry={"request_attempts": 1, "job_attempts": 9, "timeout": "2m"},
-        daemon={"settle": "500", "reconcile_interval": "1h", "reconcile_cron": "0 3 * * *"},
+        daemon={"settle": "500", "reconcile_interval": "2h"},
     )
     config = parse(data)
     assert config.tls_verify is False
@@ -120,8 +120,10 @@ def test_every_option_set():
     assert (config.retry.request_attempts, config.retry.job_attempts) == (1, 9)
     assert config.retry.timeout == 120.0
     assert config.daemon.settle == 500.0
-    assert config.daemon.reconcile_interval == 3600.0
-    assert config.daemon.reconcile_cron == "0 3 * * *"
+    assert config.daemon.reconcile_interval == 7200.0
+    assert config.daemon.reconcile_cron is None
+    cron = parse(with_(data, daemon={"reconcile_cron": "0 3 * * *"}))
+    assert cron.daemon.reconcile_cron == "0 3 * * *"
 
 
 def test_config_is_frozen():
@@ -781,3 +783,106 @@ def test_delete_max_share_errors(value):
     with pytest.raises(ConfigError) as info:
         parse({**base(), "delete": {"max_share": value}})
     assert info.value.key == "delete.max_share"
+
+
+# -- issue 20: service set-up ---------------------------------------------------------------
+
+
+def test_secret_from_a_systemd_credential(tmp_path):
+    # As systemd runs a unit with LoadCredential=kakaocloud-secret:/etc/kcsync/secret: the
+    # file appears under the credential's name in a private directory it names in the env.
+    creds = tmp_path / "credentials" / "kcsync.service"
+    creds.mkdir(parents=True)
+    (creds / "kakaocloud-secret").write_text("from-systemd\n")
+    auth = with_(kakao_auth(), secret=DELETE, secret_credential="kakaocloud-secret")
+    config = parse(with_(base(), auth=auth), environ={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert isinstance(config.auth, KakaoAuth)
+    assert config.auth.secret == "from-systemd"
+    assert config.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "environ", "problem"),
+    [
+        ("kc-secret", {}, "$CREDENTIALS_DIRECTORY is not set"),
+        ("../secret", {"CREDENTIALS_DIRECTORY": "/run/credentials/x"}, "must be a credential name"),
+        ("missing", {"CREDENTIALS_DIRECTORY": "/nonexistent"}, "cannot read /nonexistent/missing"),
+    ],
+    ids=["outside-systemd", "a-path", "not-loaded"],
+)
+def test_credential_errors_name_the_key(value, environ, problem):
+    auth = with_(kakao_auth(), secret=DELETE, secret_credential=value)
+    with pytest.raises(ConfigError) as info:
+        parse(with_(base(), auth=auth), environ=environ)
+    assert info.value.key == "auth.secret_credential"
+    assert problem in str(info.value)
+
+
+def test_secrets_unresolved_for_state_only_commands():
+    auth = with_(kakao_auth(), secret=DELETE, secret_env="KC_UNSET", access_key_id="AKID")
+    data = with_(base(), auth=auth)
+    with pytest.raises(ConfigError):
+        parse_config(data, source=SOURCE, environ={})
+    config = parse_config(data, source=SOURCE, environ={}, secrets=False)
+    assert isinstance(config.auth, KakaoAuth) and config.auth.secret == ""
+    # How a secret is given is still checked: only reading it is left out.
+    twice = with_(data, **{"auth.secret": "x"})
+    with pytest.raises(ConfigError, match="given more than once"):
+        parse_config(twice, source=SOURCE, environ={}, secrets=False)
+
+
+@pytest.mark.parametrize(
+    ("source", "environ", "euid", "expected"),
+    [
+        ("/etc/kcsync/config.yaml", {}, 0, "/var/lib/kcsync"),
+        ("/etc/kcsync/photos.yaml", {}, 0, "/var/lib/kcsync/photos"),
+        ("/etc/kcsync/photos.yaml", {"STATE_DIRECTORY": "/var/lib/kcsync/photos"}, 0,
+         "/var/lib/kcsync/photos"),
+        ("/home/u/photos.yml", {"XDG_STATE_HOME": "/xdg"}, 1000, "/xdg/kcsync/photos"),
+        ("/home/u/config.yaml", {"XDG_STATE_HOME": "/xdg"}, 1000, "/xdg/kcsync"),
+    ],
+    ids=["service", "instance-from-a-shell", "instance-under-systemd", "user-named", "user"],
+)
+def test_default_state_dir_follows_the_config_name(monkeypatch, source, environ, euid, expected):
+    # kcsync@photos gets StateDirectory=kcsync/photos; `kcsync status -c photos.yaml` from a
+    # shell must land in the same place without being told.
+    monkeypatch.setattr(os, "geteuid", lambda: euid)
+    config = parse_config(base(), source=Path(source), environ=environ)
+    assert config.state_dir == Path(expected)
+
+
+@pytest.mark.parametrize(
+    ("paths", "problem"),
+    [
+        (["/srv/a", "/srv/a/"], "folders[1].path: /srv/a is folders[0].path /srv/a"),
+        (["/srv/a", "/srv/a/b"], "folders[1].path: /srv/a/b is inside folders[0].path /srv/a"),
+        (["/srv/a/b", "/srv/a"], "folders[1].path: /srv/a contains folders[0].path /srv/a/b"),
+    ],
+    ids=["identical", "nested", "containing"],
+)
+def test_overlapping_folder_paths_are_refused(paths, problem):
+    folders = [{"path": p, "prefix": f"p{i}"} for i, p in enumerate(paths)]
+    with pytest.raises(ConfigError) as info:
+        parse(with_(base(), folders=folders))
+    assert info.value.key == "folders[1].path"
+    assert problem in str(info.value)
+
+
+def test_sibling_folders_with_a_common_name_start_are_fine():
+    folders = [{"path": "/srv/a", "prefix": "a"}, {"path": "/srv/ab", "prefix": "ab"}]
+    assert len(parse(with_(base(), folders=folders)).folders) == 2
+
+
+def test_small_segments_are_accepted_with_a_warning():
+    config = parse(with_(base(), large_objects={"segment_size": "512KiB"}))
+    assert config.large.segment_size == 512 * 1024
+    assert len(config.warnings) == 1 and "below 1MiB" in config.warnings[0]
+    assert parse(with_(base(), large_objects={"segment_size": "1MiB"})).warnings == ()
+
+
+def test_reconcile_interval_and_cron_together_are_refused():
+    data = with_(base(), daemon={"reconcile_interval": "1h", "reconcile_cron": "0 3 * * *"})
+    with pytest.raises(ConfigError) as info:
+        parse(data)
+    assert info.value.key == "daemon.reconcile_cron"
+    assert "set one" in str(info.value)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
-from kcsync.daemon import _exit_code
+from kcsync.config import FolderConfig
+from kcsync.daemon import _exit_code, skip_report
 from kcsync.errors import EXIT_INCOMPLETE, EXIT_OK
 from kcsync.progress import REPORT_LIMIT, Stats
 from kcsync.reconcile import Report
@@ -83,3 +85,60 @@ def test_exit_code_comes_from_the_counts_not_the_kept_entries(
     for i in range(failed):
         stats.add_failed(f"f/{i}", "err")
     assert _exit_code(stats, Report()) == expected
+
+
+def test_ignored_files_are_reported_but_do_not_fail_the_run() -> None:
+    # A FIFO or a link out of the folder made every run exit 1 until excluded (issue 20).
+    stats = Stats()
+    stats.add_bad("/data/pipe", "not a regular file (fifo)", ignored=True)
+    assert _exit_code(stats, Report()) == EXIT_OK
+    assert stats.report_lines() == ["ignored: /data/pipe: not a regular file (fifo)"]
+    assert "1 ignored" in stats.summary() and "skipped" not in stats.summary()
+    stats.add_bad("/data/secret", "cannot stat: Permission denied")
+    assert _exit_code(stats, Report()) == EXIT_INCOMPLETE
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ({}, "dry run: 0 files to send (0 B), 0 deletes, nothing changed"),
+        (
+            {"planned_files": 1, "planned_bytes": 2048, "planned_deletes": 1},
+            "dry run: 1 file to send (2.0 KiB), 1 delete, nothing changed",
+        ),
+        ({"planned_files": 3, "planned_deletes": 2}, "dry run: 3 files to send (0 B), 2 deletes"),
+    ],
+    ids=["nothing", "one-each", "several"],
+)
+def test_dry_run_summary_counts_deletes_too(counts: dict[str, int], expected: str) -> None:
+    stats = Stats()
+    stats.add(**counts)
+    assert stats.dry_run_summary().startswith(expected)
+
+
+def test_summary_words_agree_with_their_counts() -> None:
+    stats = Stats()
+    stats.add(refused_deletes=1, failed_folders=1)
+    summary = stats.summary()
+    assert "1 delete refused by the guard" in summary and "1 folder not synced" in summary
+    stats.add(refused_deletes=1, failed_folders=1)
+    summary = stats.summary()
+    assert "2 deletes refused by the guard" in summary and "2 folders not synced" in summary
+
+
+def test_a_missing_folder_fails_the_run() -> None:
+    assert _exit_code(Stats(), Report(folder_errors=["/x does not exist"])) == EXIT_INCOMPLETE
+
+
+@pytest.mark.parametrize(
+    ("key", "error", "expected"),
+    [
+        ("files/a.txt", "/data/a.txt: vanished", ("/data/a.txt", "vanished")),
+        ("files/d/p", "/data/d/p: not a file", ("/data/d/p", "not a file")),
+        ("other/x", "/elsewhere/x: odd", ("other/x", "/elsewhere/x: odd")),
+    ],
+    ids=["file", "nested", "not-under-a-folder"],
+)
+def test_a_jobs_skip_names_the_path_once(key: str, error: str, expected: tuple[str, str]) -> None:
+    folders = (FolderConfig(Path("/data"), "files/", ()),)
+    assert skip_report(folders, key, error) == expected

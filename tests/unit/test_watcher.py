@@ -314,7 +314,7 @@ def test_a_new_directory_goes_through_the_gate_and_the_open_check(tmp_path: Path
             watcher.flush()
         assert [k for batch in calls for k, _, _ in batch] == ["new/done.txt"]
         assert [(e["event"], e["reason"]) for e in logs] == [
-            ("skipped", "symlink points outside the folder")
+            ("ignored", "symlink points outside the folder")
         ]
         writer.write(b" and the rest")
     clock.now += 2  # the close event is what normally comes next; without it, the settle
