@@ -395,7 +395,7 @@ def run_once(config: Config, *, dry_run: bool = False, out: TextIO | None = None
             rt.queue.release_all()
             started = time.time()
             revived = rt.queue.revive_dead(now=started)
-            progress = ProgressLine(stats)
+            progress = ProgressLine(stats, moved=lambda: rt.facts.sent_bytes)
             rt.pool.start()
             progress.start()
             try:

@@ -6,7 +6,7 @@ import logging
 import sys
 import threading
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -56,6 +56,67 @@ class Redactor:
 redactor = Redactor()
 
 
+class StatusLine:
+    """The one line a terminal shows the run's progress on, and the log lines beside it.
+
+    Both write to stderr: a log line written while the status line is drawn would run into
+    it. Every write goes through here, under one lock; a log line first clears the status
+    line, which the next redraw puts back below it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shown = False
+
+    def draw(self, stream: TextIO, text: str) -> None:
+        with self._lock:
+            stream.write(f"\r\x1b[K{text}")
+            stream.flush()
+            self._shown = True
+
+    def clear(self, stream: TextIO) -> None:
+        with self._lock:
+            self._clear(stream)
+
+    def write_log(self, stream: TextIO, text: str) -> None:
+        with self._lock:
+            self._clear(stream)
+            stream.write(text)
+
+    def _clear(self, stream: TextIO) -> None:
+        if self._shown:
+            stream.write("\r\x1b[K")
+            self._shown = False
+
+
+status_line = StatusLine()
+
+
+class _LogStream:
+    """stderr as structlog's PrintLogger sees it: whole lines, through the status line.
+
+    print() writes a message and its newline in two calls; a status redraw between them
+    would erase the message, so text is held until its line is complete.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending += text
+            done, newline, rest = self._pending.rpartition("\n")
+            if newline:
+                self._pending = rest
+                status_line.write_log(self._stream, done + newline)
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
 def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
@@ -76,6 +137,6 @@ def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = No
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _LogStream(stream))),
         cache_logger_on_first_use=False,
     )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from kcsync.logs import status_line
 from kcsync.units import format_size, plural
 
 # Skipped and failed paths kept for the report, per list. A daemon runs for months and a dead
@@ -116,8 +118,18 @@ class Stats:
 class ProgressLine:
     """Redraws one status line on a terminal twice a second; silent elsewhere."""
 
-    def __init__(self, stats: Stats, stream: TextIO | None = None, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        stats: Stats,
+        stream: TextIO | None = None,
+        interval: float = 0.5,
+        *,
+        moved: Callable[[], int] | None = None,
+    ) -> None:
         self._stats = stats
+        # Bytes as they go out (read for sending, counted per block): a 300 MiB segment
+        # upload moves the line all along, where the finished uploads' total stays at 0 B.
+        self._moved = moved or (lambda: stats.sent_bytes)
         self._stream = stream or sys.stderr
         self._interval = interval
         self._stop = threading.Event()
@@ -133,16 +145,19 @@ class ProgressLine:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-            self._stream.write("\r\x1b[K")
+            status_line.clear(self._stream)
             self._stream.flush()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            s = self._stats
-            elapsed = max(time.monotonic() - s.started, 1e-6)
-            self._stream.write(
-                f"\r\x1b[K{s.done_files}/{s.planned_files} files  "
-                f"{format_size(s.sent_bytes)}/{format_size(s.planned_bytes)}  "
-                f"{format_size(s.sent_bytes / elapsed)}/s"
-            )
-            self._stream.flush()
+            status_line.draw(self._stream, self.text())
+
+    def text(self) -> str:
+        s = self._stats
+        elapsed = max(time.monotonic() - s.started, 1e-6)
+        moved = self._moved()
+        return (
+            f"{s.done_files}/{s.planned_files} files  "
+            f"{format_size(moved)}/{format_size(s.planned_bytes)}  "
+            f"{format_size(moved / elapsed)}/s"
+        )

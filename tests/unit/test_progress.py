@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from kcsync.config import FolderConfig
 from kcsync.daemon import _exit_code, skip_report
 from kcsync.errors import EXIT_INCOMPLETE, EXIT_OK
-from kcsync.progress import REPORT_LIMIT, Stats
+from kcsync.progress import REPORT_LIMIT, ProgressLine, Stats
 from kcsync.reconcile import Report
 
 
@@ -142,3 +143,34 @@ def test_a_missing_folder_fails_the_run() -> None:
 def test_a_jobs_skip_names_the_path_once(key: str, error: str, expected: tuple[str, str]) -> None:
     folders = (FolderConfig(Path("/data"), "files/", ()),)
     assert skip_report(folders, key, error) == expected
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_log_lines_never_run_into_the_progress_line() -> None:
+    from kcsync.logs import _LogStream, status_line
+
+    tty = _Tty()
+    logs = _LogStream(tty)
+    status_line.draw(tty, "3/10 files")
+    logs.write("uploaded a.txt")  # print() writes the message, then its newline
+    status_line.draw(tty, "4/10 files")  # a redraw in between must not erase it
+    logs.write("\n")
+    status_line.clear(tty)
+    # The status line is cleared before the log line, which stands whole on its own.
+    assert tty.getvalue() == (
+        "\r\x1b[K3/10 files" "\r\x1b[K4/10 files" "\r\x1b[K" "uploaded a.txt\n"
+    )
+
+
+def test_progress_counts_bytes_as_they_go_not_when_files_finish() -> None:
+    stats = Stats()
+    stats.add(planned_files=1, planned_bytes=300 * 1024 * 1024)
+    moved = [0]
+    line = ProgressLine(stats, _Tty(), moved=lambda: moved[0])
+    assert line.text().startswith("0/1 files  0 B/300.0 MiB")
+    moved[0] = 64 * 1024 * 1024  # one segment out, the upload not finished
+    assert line.text().startswith("0/1 files  64.0 MiB/300.0 MiB")
