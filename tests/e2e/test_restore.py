@@ -53,7 +53,11 @@ def assert_same_tree(src: Path, dst: Path, files: dict[str, bytes]) -> None:
 def test_round_trip_back_up_wipe_restore_verify(env: Env) -> None:
     files = tree(env)
     assert env.run().code == 0
-    unchanged = env.run().requests  # what a rerun with nothing to do costs
+    # What a rerun with nothing to do costs, once the first run's records are out of the
+    # files' timestamp tick (the run after it re-reads them once: IndexEntry.racy).
+    env.wait_until_settled()
+    assert env.run().code == 0
+    unchanged = env.run().requests
     out = env.root / "elsewhere"
 
     elsewhere = restore(env, out)
@@ -141,7 +145,7 @@ def test_restore_of_rclone_dlo_and_swift_cli_slo(env: Env) -> None:
     assert (out / "s/slo.bin").stat().st_mtime_ns == 1_400_000_000_000_001_000
     checked = {e["object"]: e["checked"] for e in result.named("restored")}
     assert checked["files/r/dlo.bin"] == "segment digests"
-    if env.backend.name == "swift":
+    if env.backend.name != "rgw":  # Swift, and Swift behind the KakaoCloud gateway
         assert checked["files/s/slo.bin"] == "segment digests"
     else:  # RGW keeps another tool's SLO manifest to itself, and the log says so
         unverified = result.named("restored-unverified")

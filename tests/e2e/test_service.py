@@ -12,7 +12,9 @@ import pytest
 
 from tests.e2e.harness import REPO, Env
 
-pytestmark = pytest.mark.server
+# The forms of the v1 key (auth.key_*) against the two servers; the kakaocloud secret's
+# forms are the same code (config._Section.secret), covered by tests/unit/test_config.py.
+pytestmark = [pytest.mark.server, pytest.mark.backends("swift", "rgw")]
 
 
 def as_systemd_loads_credentials(env: Env, name: str, value: str) -> tuple[str, ...]:
