@@ -421,17 +421,7 @@ class Applier:
         SLO manifest to itself (empty body), so there only size and mtime remain."""
         if facts is None or facts.ours or facts.size != local.size or not facts.size:
             return None
-        segments: list[tuple[int, str]] | None = None
-        if facts.is_slo:
-            segments = self._client.get_slo_segments(self._container, local.key)
-        elif facts.dlo_manifest:
-            container, _, prefix = facts.dlo_manifest.partition("/")
-            segments = [
-                (e.bytes, e.hash) for e in self._client.list_objects(container, prefix=prefix)
-            ]
-        if not segments or sum(size for size, _ in segments) != local.size:
-            return None
-        return segments
+        return self._client.large_object_segments(self._container, local.key, facts)
 
     def _exists(self, key: str) -> bool:
         path = folder_path_for(self._folder_of(key), key)

@@ -220,17 +220,7 @@ class Verifier:
     ) -> list[tuple[int, str]] | None:
         if facts.size == 0:
             return None
-        segments: list[tuple[int, str]] | None = None
-        if facts.is_slo:
-            segments = self._client.get_slo_segments(self._container, remote.name)
-        elif facts.dlo_manifest:
-            container, _, prefix = facts.dlo_manifest.partition("/")
-            segments = [
-                (e.bytes, e.hash) for e in self._client.list_objects(container, prefix=prefix)
-            ]
-        if not segments or sum(n for n, _ in segments) != facts.size:
-            return None
-        return segments
+        return self._client.large_object_segments(self._container, remote.name, facts)
 
     def _stored_segments(
         self, local: LocalEntry, remote: RemoteEntry, facts: ObjectFacts

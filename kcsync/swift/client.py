@@ -437,6 +437,24 @@ class SwiftClient:
         manifest = self.get_slo_manifest(container, name)
         return None if manifest is None else [(size, md5) for _, size, md5 in manifest]
 
+    def large_object_segments(
+        self, container: str, name: str, facts: ObjectFacts
+    ) -> list[tuple[int, str]] | None:
+        """(size, md5) of each segment of a large object, where the server tells them:
+        Swift's stored SLO manifest, or a DLO's segment listing. None when it does not (RGW
+        keeps an SLO manifest to itself) or when they do not add up to the object's size."""
+        segments: list[tuple[int, str]] | None = None
+        if facts.is_slo:
+            segments = self.get_slo_segments(container, name)
+        elif facts.dlo_manifest:
+            segment_container, _, prefix = facts.dlo_manifest.partition("/")
+            segments = [
+                (e.bytes, e.hash) for e in self.list_objects(segment_container, prefix=prefix)
+            ]
+        if not segments or sum(size for size, _ in segments) != facts.size:
+            return None
+        return segments
+
     def get_slo_manifest(self, container: str, name: str) -> list[tuple[str, int, str]] | None:
         """(path "/container/segment", size, md5) of each segment of the stored manifest;
         None where the server does not show it (RGW answers an empty body)."""
