@@ -240,9 +240,7 @@ class Applier:
                     verified_ns=verified_ns,
                 )
                 log.info("copied", object=local.key, source=src)
-                outcome = Outcome(
-                    "copied", local.key, 0, f"renamed from {src}", in_bucket="server"
-                )
+                outcome = Outcome("copied", local.key, 0, f"renamed from {src}", in_bucket="server")
         if outcome is None:
             outcome = self._sync(local)
         if source is not None and not self._exists(src):
@@ -349,8 +347,11 @@ class Applier:
                 return self._upload(local, previous, None, reason)
             uniform = _uniform_segment_size(facts, previous)
             if uniform:
-                if unchanged and previous is not None and previous.holds_slo_digest and (
-                    previous.segment_size == uniform
+                if (
+                    unchanged
+                    and previous is not None
+                    and previous.holds_slo_digest
+                    and (previous.segment_size == uniform)
                 ):
                     digest = previous.slo_etag
                 else:

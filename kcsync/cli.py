@@ -251,6 +251,7 @@ def _verify(args: argparse.Namespace) -> int:
     config = load(args)
     return run_verify(config, deep=args.deep, as_json=args.json, stream=sys.stdout)
 
+
 # -- share --------------------------------------------------------------------------------
 
 
@@ -283,9 +284,7 @@ def _share(args: argparse.Namespace) -> int:
 
     name = object_name(config, args.target)
     remote = make_remote(config)
-    url = share(
-        config, remote.client, remote.storage_url, name, seconds, filename=args.filename
-    )
+    url = share(config, remote.client, remote.storage_url, name, seconds, filename=args.filename)
     print(url)
     return 0
 

@@ -182,9 +182,7 @@ def load_config(
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError("", f"{path} is not valid YAML{where}") from None
     warnings = list(_permission_warnings(path))
-    return parse_config(
-        data, source=path, environ=environ, warnings=warnings, secrets=secrets
-    )
+    return parse_config(data, source=path, environ=environ, warnings=warnings, secrets=secrets)
 
 
 def parse_config(
@@ -542,9 +540,7 @@ class _Section:
         value = self.raw(name)
         if value is None and required:
             raise ConfigError(self.key(name), "is required")
-        return _Section(
-            value, self.key(name), self.environ, self.warnings, secrets=self.secrets
-        )
+        return _Section(value, self.key(name), self.environ, self.warnings, secrets=self.secrets)
 
     def string(self, name: str, required: bool = False) -> str | None:
         value = self.raw(name)

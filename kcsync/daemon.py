@@ -98,9 +98,7 @@ def make_remote(config: Config) -> Remote:
         json_manifest=isinstance(config.auth, KakaoAuth),
     )
     creds = auth.credentials()  # the Authenticator registers every token with the redactor
-    return Remote(
-        client=client, limits=client.limits(), storage_url=creds.storage_url, auth=auth
-    )
+    return Remote(client=client, limits=client.limits(), storage_url=creds.storage_url, auth=auth)
 
 
 def _secrets(config: Config) -> list[str]:
@@ -290,9 +288,7 @@ class Runtime:
             on_bad=self._on_bad,
             on_dead=stats.add_failed,
         )
-        self.sink = QueueSink(
-            self.queue, self.index, self.ledger, self.guards, stats, self.pool
-        )
+        self.sink = QueueSink(self.queue, self.index, self.ledger, self.guards, stats, self.pool)
 
     def enqueue(self, jobs: list[tuple[str, str, dict[str, Any]]]) -> None:
         """New jobs from outside a reconcile (the watcher, a directory's delete)."""
@@ -477,9 +473,7 @@ class Daemon:
             )
             endpoint = None
             if config.metrics.listen is not None:
-                endpoint = Endpoint(
-                    rt.metrics(lambda: watcher.overflows), config.metrics.listen
-                )
+                endpoint = Endpoint(rt.metrics(lambda: watcher.overflows), config.metrics.listen)
                 log.info("metrics endpoint", address=f"{config.metrics.listen[0]}:{endpoint.port}")
             self._install_signals(scheduler, rt)
             # Watch before the first reconcile scans: a change between the two is then seen

@@ -438,9 +438,11 @@ def remove_if_unchanged(entry: LocalEntry, root: Path) -> str | None:
         return "already gone"
     except OSError as exc:
         return f"cannot stat: {exc.strerror}"
-    if not stat.S_ISREG(st.st_mode) or stat_key(_from_stat(entry.key, entry.path, st)) != (
-        stat_key(entry)
-    ) or (entry.dev and st.st_dev != entry.dev):
+    if (
+        not stat.S_ISREG(st.st_mode)
+        or stat_key(_from_stat(entry.key, entry.path, st)) != (stat_key(entry))
+        or (entry.dev and st.st_dev != entry.dev)
+    ):
         return "changed since it was read"
     try:
         with open_file(entry):

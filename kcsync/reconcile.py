@@ -88,8 +88,10 @@ class Sink(Protocol):
     def adopt(self, entry: IndexEntry) -> None: ...
     def forget(self, key: str, *, gone: bool) -> None:
         """Drop the index entry; ``gone``: the object left the bucket too."""
+
     def guarded(self, folder: str, verdict: GuardVerdict) -> None:
         """What the delete guard decided for a folder (recorded, or printed)."""
+
     def flush(self) -> None:
         """Make every decision so far durable (a sink may batch them)."""
 

@@ -6,11 +6,13 @@ directory (``DIR/photos -> /etc``) makes that one file fail instead of redirecti
 write, and a component swapped for a symlink between a check and a use (the classic
 TOCTOU race of path-based code) is never followed either, because no path is resolved twice.
 
-A file is written under a temporary name in its own directory, fsynced, checked by the
-caller, given its mtime, then renamed into place and the directory fsynced: a killed
-restore never leaves a partial file under a real name. Large objects keep a journal of the
-pieces already written and fsynced beside the temporary file, so a rerun fetches only the
-rest.
+A file is written under a temporary name in its own directory, checked by the caller,
+given its mtime, fsynced, then renamed into place: a killed restore (or a power cut) never
+leaves a partial file under a real name. The directory entry itself is made durable later
+(``sync_directories``, once per directory at the end of a run): until then a power cut can
+only lose the new name, never show a wrong file under it. Large objects keep a journal of
+the pieces already written and fsynced beside the temporary file, so a rerun fetches only
+the rest.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,13 @@ from kcsync.restore_plan import SegmentHasher
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 READ_CHUNK = 1024 * 1024
+# A large file's journal is brought up to date (one fdatasync of the file, then of the
+# journal) once this much more of it has been written, or this long after the last time:
+# often enough that a rerun after a kill refetches little (on a slow link too) and the
+# kernel's writeback keeps pace with the download instead of the whole file waiting for
+# the final fsync; rarely enough that the GETs seldom wait for the disk.
+JOURNAL_EVERY = 256 * 1024 * 1024
+JOURNAL_SECONDS = 1.0
 
 
 def temp_names(name: str) -> tuple[str, str]:
@@ -117,6 +127,19 @@ class RestoreDir:
         finally:
             os.close(fd)
 
+    def sync(self, directories: Iterable[tuple[str, ...]]) -> None:
+        """fsync these directories and every one above them up to the root (a run may
+        have made them): the names renamed into them now survive a power cut."""
+        every = {parts[:i] for parts in directories for i in range(len(parts) + 1)}
+        # Deepest first: a new directory's own entries, then its name in its parent.
+        for parts in sorted(every, key=len, reverse=True):
+            try:
+                with self.directory(parts, create=False) as fd:
+                    if fd is not None:
+                        os.fsync(fd)
+            except LocalFileError:
+                pass  # replaced by a symlink or file since: nothing of ours to make durable
+
 
 def _open_dir(part: str, parent: int, *, create: bool) -> int:
     try:
@@ -195,8 +218,14 @@ class Partial:
         self.size = size
         self._temp, self._journal_name = temp_names(name)
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._mode = mode
+        # Pieces written (and hashed) in this run or vouched for by the journal.
         self.done: dict[int, list[str]] = {}
+        # Pieces written but not yet in the journal, and their bytes.
+        self._unjournalled: list[tuple[int, list[str]]] = []
+        self._unjournalled_bytes = 0
+        self._journalled_at = time.monotonic()
         self._fd = self._open_temp()
         self._journal: int | None = None
         try:
@@ -259,17 +288,38 @@ class Partial:
             view = view[n:]
             offset += n
 
-    def piece_done(self, index: int, digests: list[str]) -> None:
-        """Record a piece once its bytes are on disk: fdatasync first, so the journal
-        never vouches for bytes a power cut could still lose."""
-        os.fdatasync(self._fd)
-        if self._journal is None:
-            return
-        line = " ".join([str(index), *digests, "."]) + "\n"
+    def piece_done(self, index: int, digests: list[str], length: int) -> None:
+        """A piece is written: it counts for this run at once, and reaches the journal
+        with the next ``flush`` (due every JOURNAL_EVERY bytes)."""
         with self._lock:
-            _write_all(self._journal, line.encode("ascii"))
-            os.fdatasync(self._journal)
             self.done[index] = digests
+            if self._journal is None:
+                return
+            self._unjournalled.append((index, digests))
+            self._unjournalled_bytes += length
+            due = (
+                self._unjournalled_bytes >= JOURNAL_EVERY
+                or time.monotonic() - self._journalled_at >= JOURNAL_SECONDS
+            )
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Journal the pieces written since the last flush: fdatasync the file first, so
+        the journal never vouches for bytes a power cut could still lose."""
+        if self._journal is None or self._fd < 0:
+            return
+        with self._flush_lock:
+            with self._lock:
+                batch, self._unjournalled = self._unjournalled, []
+                self._unjournalled_bytes = 0
+                self._journalled_at = time.monotonic()
+            if not batch:
+                return
+            os.fdatasync(self._fd)
+            lines = "".join(" ".join([str(i), *d, "."]) + "\n" for i, d in batch)
+            _write_all(self._journal, lines.encode("ascii"))
+            os.fdatasync(self._journal)
 
     def whole_md5(self, sizes: tuple[int, ...] = ()) -> tuple[str, list[str]]:
         """MD5 of the file as written (for a plain object fetched in parallel pieces)."""
@@ -277,15 +327,19 @@ class Partial:
         assert md5 is not None
         return md5, parts
 
-    def commit(self, mtime_ns: int | None) -> os.stat_result:
-        """fsync, set the mtime, rename into place, fsync the directory; the final stat."""
+    def commit(self, mtime_ns: int | None, *, sync_directory: bool) -> os.stat_result:
+        """Set the mode and mtime, fsync, rename into place (and fsync the directory when
+        ``sync_directory``, else the caller does it later); the final stat."""
         os.fchmod(self._fd, self._mode)
         if mtime_ns is not None:
             os.utime(self._fd, ns=(mtime_ns, mtime_ns))
+        # Before the rename: after a power cut the real name holds all of the bytes or
+        # is not there. (The fsync is done by a thread that holds no GET slot.)
         os.fsync(self._fd)
         # rename(2) replaces a symlink at the target name itself, never what it points to.
         os.rename(self._temp, self.name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
-        os.fsync(self._dir)
+        if sync_directory:
+            os.fsync(self._dir)
         st = os.fstat(self._fd)  # after the rename: it updates the file's ctime
         self._drop_journal()
         self.close()

@@ -27,9 +27,7 @@ def collect(config: Config) -> dict[str, Any]:
         "state_found": db_path.exists(),
     }
     if not db_path.exists():
-        result.update(
-            queue={}, dead_jobs=[], last_reconcile=None, folders=[], refused_deletes={}
-        )
+        result.update(queue={}, dead_jobs=[], last_reconcile=None, folders=[], refused_deletes={})
         return result
     db = Database(db_path)
     try:

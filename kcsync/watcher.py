@@ -315,7 +315,12 @@ class Watcher:
         with self._lock:
             key = dest_key + _DIR_SUFFIX[DIR_MOVE]
             self._hints[key] = Hint(
-                DIR_MOVE, dest, now + self._settle, folder, key, src_key=origin,
+                DIR_MOVE,
+                dest,
+                now + self._settle,
+                folder,
+                key,
+                src_key=origin,
                 src_path=origin_path,
             )
 

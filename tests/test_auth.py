@@ -185,9 +185,7 @@ def test_kakao_short_lived_token_refreshed_a_tenth_before_expiry(
         assert iam.post_count == 2
 
 
-def test_invalidate_forces_a_new_token(
-    session: requests.Session, keystone: KeystoneServer
-) -> None:
+def test_invalidate_forces_a_new_token(session: requests.Session, keystone: KeystoneServer) -> None:
     tokens: list[str] = []
     auth = Authenticator(real_kakao(keystone), session, on_token=tokens.append)
     first = auth.credentials()

@@ -96,8 +96,7 @@ class SegmentLedger:
                 _insert(c, live, key, self._bucket, self._segments, LIVE, now)
                 c.execute("UPDATE segment_groups SET state = ? WHERE prefix = ?", (LIVE, live))
             c.execute(
-                "UPDATE segment_groups SET state = ? WHERE key = ? AND bucket = ? "
-                "AND prefix != ?",
+                "UPDATE segment_groups SET state = ? WHERE key = ? AND bucket = ? AND prefix != ?",
                 (RETIRED, key, self._bucket, live or ""),
             )
             rows = c.execute(

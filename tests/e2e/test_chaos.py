@@ -103,9 +103,7 @@ def test_renaming_a_2000_file_directory_copies_and_deletes_each_once(env: Env) -
             daemon.wait_reconciled()
             os.rename(env.data / "album", env.data / "album-2026")
             new = sorted(n.replace("files/album/", "files/album-2026/") for n in old)
-            took = wait_for(
-                lambda: env.names() == sorted(keep + new), "the rename", timeout=180
-            )
+            took = wait_for(lambda: env.names() == sorted(keep + new), "the rename", timeout=180)
         deletes = deletes_per_object(proxy, env)
     assert len(daemon.named("copied")) == 2000
     assert not daemon.named("uploaded")

@@ -68,9 +68,7 @@ def set_mtime_keeping_metadata(env: Env, name: str, mtime: str) -> None:
 
 
 @pytest.mark.parametrize("tool", ["set-modtime", "rclone-touch", "swift-post"])
-def test_metadata_changed_by_another_tool_never_deletes_live_segments(
-    env: Env, tool: str
-) -> None:
+def test_metadata_changed_by_another_tool_never_deletes_live_segments(env: Env, tool: str) -> None:
     env.write("keep.txt", b"k")
     data = os.urandom(5 * SEG)
     env.write("big.bin", data)

@@ -241,9 +241,11 @@ def _check_metadata(env: Environ) -> None:
         for prefix in ("HTTP_X_OBJECT_META_", "HTTP_X_CONTAINER_META_", "HTTP_X_ACCOUNT_META_"):
             if key.startswith(prefix):
                 name = key[len(prefix) :]
-                if not _SWIFT["min_meta_name_length"] <= len(name) <= _SWIFT[
-                    "max_meta_name_length"
-                ]:
+                if (
+                    not _SWIFT["min_meta_name_length"]
+                    <= len(name)
+                    <= _SWIFT["max_meta_name_length"]
+                ):
                     raise Refused("meta-name", name.lower().replace("_", "-"))
                 if len(value) > _SWIFT["max_meta_value_length"]:
                     raise Refused("meta-value", f"{name.lower()}: {len(value)}")

@@ -243,9 +243,7 @@ def _spawn(root: Path, env: dict[str, str], code: str) -> subprocess.Popen[bytes
         )
 
 
-def _wait_ready(
-    root: Path, proc: subprocess.Popen[bytes], endpoint: str, deadline: float
-) -> None:
+def _wait_ready(root: Path, proc: subprocess.Popen[bytes], endpoint: str, deadline: float) -> None:
     while True:
         if proc.poll() is not None:
             tail = "\n".join(_lines(root / "log" / "keystone.log")[-30:])

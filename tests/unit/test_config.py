@@ -836,8 +836,12 @@ def test_secrets_unresolved_for_state_only_commands():
     [
         ("/etc/kcsync/config.yaml", {}, 0, "/var/lib/kcsync"),
         ("/etc/kcsync/photos.yaml", {}, 0, "/var/lib/kcsync/photos"),
-        ("/etc/kcsync/photos.yaml", {"STATE_DIRECTORY": "/var/lib/kcsync/photos"}, 0,
-         "/var/lib/kcsync/photos"),
+        (
+            "/etc/kcsync/photos.yaml",
+            {"STATE_DIRECTORY": "/var/lib/kcsync/photos"},
+            0,
+            "/var/lib/kcsync/photos",
+        ),
         ("/home/u/photos.yml", {"XDG_STATE_HOME": "/xdg"}, 1000, "/xdg/kcsync/photos"),
         ("/home/u/config.yaml", {"XDG_STATE_HOME": "/xdg"}, 1000, "/xdg/kcsync"),
     ],

@@ -161,9 +161,7 @@ def test_log_lines_never_run_into_the_progress_line() -> None:
     logs.write("\n")
     status_line.clear(tty)
     # The status line is cleared before the log line, which stands whole on its own.
-    assert tty.getvalue() == (
-        "\r\x1b[K3/10 files" "\r\x1b[K4/10 files" "\r\x1b[K" "uploaded a.txt\n"
-    )
+    assert tty.getvalue() == ("\r\x1b[K3/10 files\r\x1b[K4/10 files\r\x1b[Kuploaded a.txt\n")
 
 
 def test_progress_counts_bytes_as_they_go_not_when_files_finish() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kcsync import restorefs
 from kcsync.errors import LocalFileError
 from kcsync.restorefs import Partial, RestoreDir, existing, hash_existing, temp_names
 
@@ -62,7 +63,7 @@ def test_a_partial_file_is_invisible_until_committed(tmp_path: Path) -> None:
         p.write_at(0, b"hello")
         assert not (tmp_path / "name.txt").exists()
         assert (tmp_path / temp_names("name.txt")[0]).exists()
-        st = p.commit(1_000_000_000_123_456_789)
+        st = p.commit(1_000_000_000_123_456_789, sync_directory=True)
     finally:
         os.close(fd)
     assert (tmp_path / "name.txt").read_bytes() == b"hello"
@@ -81,7 +82,7 @@ def test_a_planted_symlink_under_the_temporary_name_is_replaced_not_followed(
     try:
         p = Partial(fd, "n", 3, version=None, mode=0o600)
         p.write_at(0, b"new")
-        p.commit(None)
+        p.commit(None, sync_directory=False)
     finally:
         os.close(fd)
     assert victim.read_bytes() == b"keep me"
@@ -93,7 +94,8 @@ def test_the_journal_keeps_pieces_of_the_same_version_only(tmp_path: Path) -> No
     try:
         first = Partial(fd, "big", 8, version="v1", mode=0o600)
         first.write_at(0, b"abcd")
-        first.piece_done(0, ["m0"])
+        first.piece_done(0, ["m0"], 4)
+        first.flush()
         first.close()  # killed here: piece 1 never written
         journal = tmp_path / temp_names("big")[1]
         with open(journal, "a") as f:
@@ -107,3 +109,47 @@ def test_the_journal_keeps_pieces_of_the_same_version_only(tmp_path: Path) -> No
     finally:
         os.close(fd)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pieces_reach_the_journal_only_with_a_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(restorefs, "JOURNAL_EVERY", 8)
+    monkeypatch.setattr(restorefs, "JOURNAL_SECONDS", 3600.0)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        first = Partial(fd, "big", 12, version="v1", mode=0o600)
+        first.write_at(0, b"abcd")
+        first.piece_done(0, ["m0"], 4)  # below JOURNAL_EVERY: kept in memory only
+        assert first.done == {0: ["m0"]}
+        first.close()  # killed: the rerun does not count on piece 0
+        again = Partial(fd, "big", 12, version="v1", mode=0o600)
+        assert again.done == {}
+        again.write_at(0, b"abcdefgh")
+        again.piece_done(0, ["m0"], 4)
+        again.piece_done(1, ["m1"], 4)  # 8 bytes unjournalled: flushed by itself
+        again.close()
+        third = Partial(fd, "big", 12, version="v1", mode=0o600)
+        assert third.done == {0: ["m0"], 1: ["m1"]}
+        third.discard()
+    finally:
+        os.close(fd)
+
+
+def test_sync_reaches_every_directory_up_to_the_root_and_skips_replaced_ones(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "c").mkdir()
+    root = RestoreDir(tmp_path, create=False)
+    try:
+        synced: list[int] = []
+        real_fsync = os.fsync
+        (tmp_path / "c").rmdir()
+        (tmp_path / "c").symlink_to(tmp_path / "a")  # replaced since the file went in
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(restorefs.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+            root.sync({("a", "b"), ("c",)})
+        assert len(synced) == 3  # a/b, a and the root; never through the symlink c
+    finally:
+        root.close()

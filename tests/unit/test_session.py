@@ -67,3 +67,19 @@ def test_connections_write_bodies_in_large_blocks() -> None:
     for url in ("http://127.0.0.1:9/", "https://127.0.0.1:9/"):
         pool = session.get_adapter(url).poolmanager.connection_from_url(url)  # type: ignore[attr-defined]
         assert pool._new_conn().blocksize == SEND_BLOCK
+
+
+def test_a_streamed_get_uses_the_cached_environment_and_its_own_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://first.example:1")
+    ours, plain = Session(verify=True, pool_size=4), requests.Session()
+    url = "https://store.example/v1/a/c/o"
+    assert settings(ours, url)["stream"] is False
+    monkeypatch.setenv("HTTPS_PROXY", "http://second.example:1")
+    streamed = dict(ours.merge_environment_settings(url, {}, True, None, None))
+    assert streamed["stream"] is True  # every GET of a body: no re-read of the environment
+    assert streamed["proxies"] == {"https": "http://first.example:1"}
+    monkeypatch.setenv("HTTPS_PROXY", "http://first.example:1")
+    assert streamed == dict(plain.merge_environment_settings(url, {}, True, None, None))
+    assert settings(ours, url)["stream"] is False  # the next call is not streamed

@@ -395,9 +395,7 @@ def test_rm_rf_is_one_delete_per_object_not_one_per_event() -> None:
 
 def test_events_lost_are_one_warning_and_a_reconcile_request() -> None:
     lost: list[FolderConfig] = []
-    watcher = Watcher(
-        (FOLDER,), lambda jobs: None, settle=1.0, gate=GATE, on_lost=lost.append
-    )
+    watcher = Watcher((FOLDER,), lambda jobs: None, settle=1.0, gate=GATE, on_lost=lost.append)
     with structlog.testing.capture_logs() as logs:
         watcher.on_event(FOLDER, EventsLostEvent("/data"))
     assert lost == [FOLDER] and watcher.overflows == 1
