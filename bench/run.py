@@ -466,6 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--w-rtts", help="W: round-trip times in ms, e.g. 20,60")
     p.add_argument("--w-links", help="W: link rates in Mbit/s each way, 0 = no cap, e.g. 100,0")
     p.add_argument("--w-peer-files", type=int, help="W: files of the peers' reruns (C)")
+    p.add_argument("--w-parts", default="ABC", help="W: which of A, B, C to run (default all)")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     p.add_argument("--tmp", help="parent of the temp dir (default: system temp)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (data, logs)")
@@ -500,8 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rtts=wan.parse_list(args.w_rtts, 1e-3) if args.w_rtts else w.rtts,
         links=wan.parse_list(args.w_links) if args.w_links else w.links,
         peer_files=args.w_peer_files or w.peer_files,
+        parts=args.w_parts.upper(),
     )
-    if w.big <= sizes.threshold:
+    if "B" in w.parts and w.big <= sizes.threshold:
         p.error(f"--w-big-mib: B's file must exceed the threshold ({sizes.threshold // MiB} MiB)")
     sizes = dataclasses.replace(sizes, w=w)
     repeat = args.repeat or (1 if args.quick else 3)
