@@ -36,7 +36,7 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MiB = 1 << 20
@@ -284,6 +284,7 @@ async def serve(link: Link, upstream: tuple[str, int], source: str, port: int) -
 class Running:
     port: int
     pid: int
+    counters: dict[str, float] = field(default_factory=dict)  # filled in when it stops
 
     def cpu(self) -> float:
         """CPU seconds (user + system) the proxy has used so far."""
@@ -306,8 +307,11 @@ def running(link: Link, upstream: tuple[str, int], log: Path) -> Iterator[Runnin
         line = proc.stdout.readline()
         if not line.startswith("port "):
             raise RuntimeError(f"netem did not start: {line!r}")
-        yield Running(int(line.split()[1]), proc.pid)
+        handle = Running(int(line.split()[1]), proc.pid)
+        yield handle
     finally:
+        with contextlib.suppress(OSError, NameError):
+            handle.counters["cpu_s"] = handle.cpu()
         proc.terminate()
         try:
             out, _ = proc.communicate(timeout=10)
@@ -316,6 +320,8 @@ def running(link: Link, upstream: tuple[str, int], log: Path) -> Iterator[Runnin
             out, _ = proc.communicate()
         with open(log, "a") as f:
             f.write(f"{link.describe()}: {out.strip()}\n")
+        with contextlib.suppress(ValueError, IndexError, NameError):
+            handle.counters.update(json.loads(out.strip().splitlines()[-1]))
 
 
 def main() -> None:

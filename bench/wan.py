@@ -159,6 +159,7 @@ class Wan:
                 link = netem.Link(rtt, mbit * 1e6 / 8)
                 log = b.tmp / "logs" / "netem.log"
                 log.parent.mkdir(parents=True, exist_ok=True)
+                first = len(b.tables)
                 with netem.running(link, (url.hostname, url.port), log) as ne:
                     proxied = dataclasses.replace(
                         be, auth_url=be.auth_url.replace(f":{url.port}/", f":{ne.port}/")
@@ -186,7 +187,16 @@ class Wan:
                             note,
                             everyone=tree is trees[-1],
                         )
-                    b.checkpoint()
+                c = ne.counters
+                for t in b.tables[first:]:
+                    t.notes.append(
+                        f"the proxy over this whole link (every table of it): "
+                        f"{c.get('connections', 0):,.0f} connections, "
+                        f"{c.get('bytes_up', 0) / 1e6:,.1f} MB up, "
+                        f"{c.get('bytes_down', 0) / 1e6:,.1f} MB down, "
+                        f"CPU {c.get('cpu_s', float('nan')):.2f} s"
+                    )
+                b.checkpoint()
         for _, bucket in reruns:
             b.drop(be, bucket)
 
