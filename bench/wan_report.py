@@ -160,7 +160,12 @@ def bars(tables: list[Table], backend: str) -> list[list[str]]:
             x = t.med("ceiling", "wall") / k
             rows.append(
                 [
-                    f"W B ({t.link}): ≥ 0.9 × link rate",
+                    f"W B ({t.link}): ≥ 0.9 × link rate"
+                    + (
+                        ""
+                        if t.rows["ceiling"][0].extra.get("computed")
+                        else " (raw PUT through it)"
+                    ),
                     backend,
                     f"{x:.2f} × ({t.bytes / k / MB:,.1f} MB/s)",
                     _verdict(x >= 0.9),
