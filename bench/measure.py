@@ -20,7 +20,7 @@ METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "COPY", "OPTIONS"})
 # radosgw: ... beast: 0x..: 127.0.0.1 - user [date] "PUT /swift/v1/b/o HTTP/1.1" 201 3000
 # The number after the status is the body size for a PUT.
 _LAUNCHER = Path(__file__).with_name("launch.py")
-_BEAST = re.compile(r' beast: .*?"([A-Z]+) (\S+) HTTP/[\d.]+" (\d+) (\d+|-)')
+_BEAST = re.compile(r' beast: \S+ (\S+) .*?"([A-Z]+) (\S+) HTTP/[\d.]+" (\d+) (\d+|-)')
 
 
 @dataclass
@@ -31,6 +31,8 @@ class Traffic:
     writes: int = 0  # object PUT/POST/DELETE (not container PUTs)
     put_bytes: int = 0
     put_bytes_by_container: dict[str, int] = field(default_factory=dict)
+    # Requests by client address: scenario W's proxy connects from its own (127.0.0.2).
+    clients: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -76,13 +78,15 @@ class AccessLog:
             text = f.read(size - self._offset).decode(errors="replace")
         self._offset = size
         methods: Counter[str] = Counter()
+        clients: Counter[str] = Counter()
         traffic = Traffic()
         for line in text.splitlines():
             parsed = self._parse(line)
             if parsed is None:
                 continue
-            method, path, body = parsed
+            client, method, path, body = parsed
             methods[method] += 1
+            clients[client] += 1
             # /v1/AUTH_x/container/object or /swift/v1/container/object: an object has 5+ parts
             if method in ("PUT", "POST", "DELETE") and len(path.split("?")[0].split("/")) > 4:
                 traffic.writes += 1
@@ -93,20 +97,22 @@ class AccessLog:
                     traffic.put_bytes_by_container.get(container, 0) + body
                 )
         traffic.by_method = dict(methods)
+        traffic.clients = dict(clients)
         return traffic
 
-    def _parse(self, line: str) -> tuple[str, str, int] | None:
+    def _parse(self, line: str) -> tuple[str, str, str, int] | None:
+        """(client address, method, path, PUT body bytes) of a client request line."""
         if self.kind == "swift":
             if not line.startswith("proxy-server: "):
                 return None
             f = line.split(" ")[1:]
             if len(f) < 18 or f[0] == "-" or f[3] not in METHODS:
                 return None
-            return f[3], f[4], int(f[10]) if f[10].isdigit() else 0
+            return f[1], f[3], f[4], int(f[10]) if f[10].isdigit() else 0
         m = _BEAST.search(line)
-        if m is None or m.group(1) not in METHODS:
+        if m is None or m.group(2) not in METHODS:
             return None
-        return m.group(1), m.group(2), int(m.group(4)) if m.group(4).isdigit() else 0
+        return m.group(1), m.group(2), m.group(3), int(m.group(5)) if m.group(5).isdigit() else 0
 
 
 def _container(path: str) -> str:

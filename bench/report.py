@@ -55,6 +55,8 @@ class Table:
     notes: list[str] = field(default_factory=list)
     setup: Sample | None = None
     listed: bool = False  # the bucket's listing was written into Swift's database (populate.py)
+    part: str = ""  # scenario W: which of A, B, C it repeats
+    link: str = ""  # scenario W: the network (bench/netem.py), e.g. "RTT 60 ms, 100 Mbit/s"
 
     def add(self, tool: str, sample: Sample) -> None:
         rows = self.rows.setdefault(tool, [])
@@ -75,7 +77,12 @@ class Table:
         return self.med(tool, "wall") / self.med(self.reference, "wall")
 
     def tools(self) -> list[str]:
-        return sorted(self.rows, key=lambda t: (TOOL_ORDER.index(t) if t in TOOL_ORDER else 9, t))
+        # "rclone@8" (scenario W: a tool at another concurrency) sorts with "rclone".
+        def key(t: str) -> tuple[int, str]:
+            base = t.split("@")[0]
+            return (TOOL_ORDER.index(base) if base in TOOL_ORDER else 9, t)
+
+        return sorted(self.rows, key=key)
 
 
 def by_method(samples: list[Sample]) -> dict[str, int]:
@@ -310,6 +317,10 @@ def write_report(
         "- Requests are counted from the server's access log (Swift proxy-logging client "
         "lines, without internal subrequests; RGW beast lines), for every tool alike; they "
         "include the auth request.",
+        "- W repeats A, B and C through `bench/netem.py`, a TCP proxy (a child process) that "
+        "adds a round-trip time and an optional bandwidth cap per direction; there each tool "
+        "also runs with its own default concurrency, and the ceilings follow from the link "
+        "(see the W sections).",
         "- Ceilings/floors, measured in the same run: **raw PUT** = a minimal threaded "
         f"client (one requests.Session per thread, {workers} threads, no hashing) PUTting the "
         "same data (the large file: its segments only, no manifest); **floor** = `os.walk` + "
@@ -331,6 +342,9 @@ def write_report(
             lines += _section(t)
     for backend, result in (latency or {}).items():
         lines += latency_section(backend, result)
+    from bench import wan_report  # it builds on this module's Table
+
+    lines += wan_report.sections(tables)
     lines += [
         "## Commands",
         "",
@@ -390,6 +404,8 @@ def _verdict(ok: bool | None) -> str:
 
 def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> list[str]:
     """Each bar of the issue, met or not, with the numbers behind it."""
+    from bench import wan_report  # it builds on this module's Table
+
     rows: list[list[str]] = []
     # A median verdict on three samples can flip on noise: a missed time bar shows its
     # repetitions side by side (same repetition = same minutes of the run).
@@ -499,6 +515,7 @@ def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> lis
             resent = t.med_extra("kcsync", "resent") / t.bytes
             rows.append(["G: re-sent ≤ 55 % after a kill at 50 %", be, f"{resent:.0%}",
                          _verdict(resent <= 0.55)])  # fmt: skip
+        rows += wan_report.bars(tables, be)
     if not rows:
         return []
     return [
@@ -630,7 +647,10 @@ def chart(png: Path, tables: list[Table]) -> None:
     except ImportError:
         print("matplotlib missing (pip install matplotlib): no chart", flush=True)
         return
-    ratio_tables = [t for t in tables if t.reference and t.reference in t.rows]
+    # W has its own ceilings per link: its tables would crowd the chart of the loopback runs.
+    ratio_tables = [
+        t for t in tables if t.reference and t.reference in t.rows and t.scenario != "W"
+    ]
     mem = [t for t in tables if t.scenario == "F"]
     resume = [t for t in tables if t.scenario == "G"]
     panels = 1 + bool(mem) + bool(resume)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import backends, daemon_latency, datasets, populate
+from bench import backends, daemon_latency, datasets, populate, wan
 from bench.backends import Backend
 from bench.baseline import md5_rate
 from bench.measure import Sample, run_measured, tail
@@ -34,9 +34,14 @@ from bench.tools import REPO, Command, Job, command
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 PEERS = ("kcsync", "rclone", "swift")
-ALL_SCENARIOS = ("A", "B", "C", "D", "E", "F", "F6", "G", "R")
+ALL_SCENARIOS = ("A", "B", "C", "D", "E", "F", "F6", "G", "R", "W")
+# W (a real network's latency) is hours at full size: asked for by name; --quick has a tiny W.
 DEFAULT_SCENARIOS = "A,B,C,D,E,F,G,R"
 RESTORERS = ("kcsync", "rclone", "swift", "raw-get")
+
+
+# W: A's small files and C's tiny ones, B's file, under each RTT (s) x link (Mbit/s, 0 = no cap).
+FULL_WAN = wan.WanSizes(10_000, 1 * GiB, (0.02, 0.06), (100.0, 0.0))
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Sizes:
     daemon: tuple[int, int, int]  # E: single files, burst files, unchanged files
     restore_files: int = 10_000  # R: A's data set (or this many of its files)
     restore_big: int = 2 * GiB  # R: B's large file (or one of this size)
+    w: wan.WanSizes = FULL_WAN  # W (a field of its own: it is five numbers)
 
     @property
     def threshold(self) -> int:
@@ -61,9 +67,13 @@ class Sizes:
 FULL = Sizes(
     10_000, 100_000, 5_000, 2 * GiB, 64 * MiB, (10_000, 100_000), 1_000_000, 256, (50, 1000, 10_000)
 )
+# W quick: one short RTT, one capped link, a handful of files: W's plumbing, in seconds.
+QUICK_WAN = wan.WanSizes(10, 6 * MiB, (0.02,), (100.0,), 10, same_concurrency=False)
 # Quick is a CI smoke test that must finish both backends in about a minute: the small-file
 # sets shrink more than 100x because the peers' reruns HEAD every object (~100/s here).
-QUICK = Sizes(50, 100, 40, 32 * MiB, 1 * MiB, (30, 100), 1_000, 32, (3, 30, 100), 50, 32 * MiB)
+QUICK = Sizes(
+    50, 100, 40, 32 * MiB, 1 * MiB, (30, 100), 1_000, 32, (3, 30, 100), 50, 32 * MiB, QUICK_WAN
+)
 
 
 def rotate(items: Sequence[str], rep: int) -> list[str]:
@@ -370,6 +380,11 @@ class Bench:
             say(f"[{be.name}] R: restore of one {size / GiB:.2f} GiB file")
             self.restore(be, self.tree("big", size), big=True)
             self.checkpoint()
+        if "W" in want:
+            w = z.w
+            say(f"[{be.name}] W: A, B, C through RTT {w.rtts} s x link {w.links} Mbit/s")
+            wan.Wan(self, be, w).run()
+            self.checkpoint()
         say(f"[{be.name}] done in {time.monotonic() - began:.0f}s")
 
 
@@ -436,8 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--backends", default="swift,rgw", help="comma list of swift, rgw")
     p.add_argument(
         "--scenarios",
-        default=DEFAULT_SCENARIOS,
-        help=f"comma list of {', '.join(ALL_SCENARIOS)} (F6: F with 10^6 files too)",
+        help=f"comma list of {', '.join(ALL_SCENARIOS)} (F6: F with 10^6 files too; W: "
+        f"through a slow network). Default {DEFAULT_SCENARIOS} (quick: and W)",
     )
     p.add_argument(
         "--repeat", type=int, help="repetitions, the median is reported (default 3; quick: 1)"
@@ -446,6 +461,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--r-files", type=int, help="R: files of the small-file restore")
     p.add_argument("--r-big-mib", type=int, help="R: MiB of the large-file restore")
+    p.add_argument("--w-files", type=int, help="W: small files of A and tiny files of C")
+    p.add_argument("--w-big-mib", type=int, help="W: MiB of B's large file")
+    p.add_argument("--w-rtts", help="W: round-trip times in ms, e.g. 20,60")
+    p.add_argument("--w-links", help="W: link rates in Mbit/s each way, 0 = no cap, e.g. 100,0")
+    p.add_argument("--w-peer-files", type=int, help="W: files of the peers' reruns (C)")
+    p.add_argument("--w-parts", default="ABC", help="W: which of A, B, C to run (default all)")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     p.add_argument("--tmp", help="parent of the temp dir (default: system temp)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (data, logs)")
@@ -462,7 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.render_from:
         write_report(args.out, **pickle.loads(args.render_from.read_bytes()))
         return 0
-    want = {s.strip().upper() for s in args.scenarios.split(",") if s.strip()}
+    scenarios = args.scenarios or DEFAULT_SCENARIOS + (",W" if args.quick else "")
+    want = {s.strip().upper() for s in scenarios.split(",") if s.strip()}
     if bad := want - set(ALL_SCENARIOS):
         p.error(f"unknown scenarios: {', '.join(sorted(bad))}")
     names = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -471,6 +493,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = dataclasses.replace(sizes, restore_files=args.r_files)
     if args.r_big_mib:
         sizes = dataclasses.replace(sizes, restore_big=args.r_big_mib * MiB)
+    w = sizes.w
+    w = dataclasses.replace(
+        w,
+        files=args.w_files or w.files,
+        big=args.w_big_mib * MiB if args.w_big_mib else w.big,
+        rtts=wan.parse_list(args.w_rtts, 1e-3) if args.w_rtts else w.rtts,
+        links=wan.parse_list(args.w_links) if args.w_links else w.links,
+        peer_files=args.w_peer_files or w.peer_files,
+        parts=args.w_parts.upper(),
+    )
+    if "B" in w.parts and w.big <= sizes.threshold:
+        p.error(f"--w-big-mib: B's file must exceed the threshold ({sizes.threshold // MiB} MiB)")
+    sizes = dataclasses.replace(sizes, w=w)
     repeat = args.repeat or (1 if args.quick else 3)
     started = time.monotonic()
     load_start = loadavg()

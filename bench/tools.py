@@ -26,7 +26,7 @@ class Job:
     tree: Path
     bucket: str
     state: Path  # kcsync's state_dir (kept across runs that share a bucket)
-    workers: int
+    workers: int | None  # None: each tool's own default concurrency (scenario W)
     segment: int
     threshold: int
     big: Path | None = None  # baseline put: send this file as segments
@@ -62,7 +62,7 @@ def command(tool: str, op: str, job: Job, be: Backend) -> Command:
             "auth": {"method": "v1", "url": be.auth_url, "user": be.user, "key": be.key},
             "bucket": job.bucket,
             "folders": [{"path": str(job.tree), "prefix": f"{job.tree.name}/"}],
-            "workers": job.workers,
+            **({"workers": job.workers} if job.workers else {}),
             "large_objects": {"threshold": size(job.threshold), "segment_size": size(job.segment)},
             "state_dir": str(job.state),
             "log": {"format": "json"},
@@ -87,17 +87,20 @@ def command(tool: str, op: str, job: Job, be: Backend) -> Command:
             ends = [ends[1], str(job.dest)]
         argv = [
             "rclone", "--config", "/dev/null", "sync" if op == "rerun" else "copy", *ends,
-            "--transfers", str(job.workers), "--checkers", str(job.workers),
+            *(["--transfers", str(job.workers), "--checkers", str(job.workers)]
+              if job.workers else []),
             "--swift-chunk-size", f"{job.segment // 1024}Ki", "-q",
             # Its parallel ranged download of one large file, at the same concurrency.
-            *(["--multi-thread-streams", str(job.workers)] if op == "restore" else []),
+            *(["--multi-thread-streams", str(job.workers)]
+              if op == "restore" and job.workers else []),
         ]  # fmt: skip
         return Command(argv, {**base, **remote}, job.tree.parent, remote)
     if tool == "swift" and op == "restore":
         argv = [
             SWIFT, "-A", be.auth_url, "-U", be.user, "-K", be.key,
             "download", "--prefix", f"{job.tree.name}/", "-D", str(job.dest),
-            "--object-threads", str(job.workers), "--container-threads", str(job.workers),
+            *(["--object-threads", str(job.workers), "--container-threads", str(job.workers)]
+              if job.workers else []),
             job.bucket,
         ]  # fmt: skip
         return Command(argv, base, job.tree.parent, {})
@@ -105,7 +108,8 @@ def command(tool: str, op: str, job: Job, be: Backend) -> Command:
         argv = [
             SWIFT, "-A", be.auth_url, "-U", be.user, "-K", be.key,
             "upload", "--use-slo", "-S", str(job.segment),
-            "--object-threads", str(job.workers), "--segment-threads", str(job.workers),
+            *(["--object-threads", str(job.workers), "--segment-threads", str(job.workers)]
+              if job.workers else []),
             *(["--skip-identical"] if op == "rerun" else []),
             job.bucket, job.tree.name,
         ]  # fmt: skip
@@ -115,7 +119,8 @@ def command(tool: str, op: str, job: Job, be: Backend) -> Command:
         argv = [
             PY, "-m", "bench.baseline", mode,
             "--auth", be.auth_url, "--user", be.user, "--key", be.key,
-            "--bucket", job.bucket, "--tree", str(job.tree), "--threads", str(job.workers),
+            "--bucket", job.bucket, "--tree", str(job.tree),
+            *(["--threads", str(job.workers)] if job.workers else []),
             *(["--big", str(job.big), "--segment", str(job.segment)] if job.big else []),
             *(["--md5"] if tool == "raw-put-md5" else []),
             *(["--dest", str(job.dest)] if tool == "raw-get" else []),

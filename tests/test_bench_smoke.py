@@ -27,7 +27,7 @@ def test_quick_harness_run_reports_every_tool(tmp_path: Path) -> None:
             "--backends",
             "swift",
             "--scenarios",
-            "A,B,C,D,E,F,G,R",
+            "A,B,C,D,E,F,G,R,W",
             "--repeat",
             "1",
             "--out",
@@ -57,6 +57,15 @@ def test_quick_harness_run_reports_every_tool(tmp_path: Path) -> None:
     assert "| 100 | rerun |" in memory
     restore = report.split("## R", 1)[1].split("\n## ", 1)[0]
     assert "| raw GET (ceiling) |" in restore
+    # W: every part through the proxy (quick: RTT 20 ms, 100 Mbit/s), every request via it.
+    for part in ("WA", "WB", "WC"):
+        section = report.split(f"## {part} ", 1)[1].split("\n## ", 1)[0]
+        assert "over RTT 20 ms, 100 Mbit/s" in section
+        for tool in ("| kcsync |", "| rclone |", "| swift |"):
+            assert tool in section, f"{part}: no row for {tool}"
+        via = section.split("Through the proxy (server log: client 127.0.0.2): ", 1)[1]
+        proxied, total = via.split(" requests")[0].split(" of ")
+        assert proxied == total and int(total) > 0, via
     bars = report.split("## The bars", 1)[1].split("\n## ", 1)[0]
     for bar in (
         "A: ≥ 0.9 × raw PUT",
@@ -65,5 +74,8 @@ def test_quick_harness_run_reports_every_tool(tmp_path: Path) -> None:
         "G: re-sent",
         "R (small files): ≥ 0.9 × raw GET",
         "R (large file): peak RSS < 100 MB",
+        "W A (RTT 20 ms, 100 Mbit/s): ≥ 3 × rclone (defaults)",
+        "W B (RTT 20 ms, 100 Mbit/s): ≥ 0.9 × link rate",
+        "W C (RTT 20 ms, 100 Mbit/s): kcsync at 10 files < rclone at 10",
     ):
         assert bar in bars

@@ -62,3 +62,30 @@ def test_a_missed_ceiling_is_also_set_against_the_ceiling_that_hashes() -> None:
     )
     text = _text([t])
     assert "raw PUT + MD5) takes 3.40 s, kcsync 3.78 s = 0.90 × of it" in text
+
+
+def _w(part: str, files: int, walls: dict[str, float], link: str = "RTT 60 ms, unlimited") -> Table:
+    t = Table("W", "w", "swift", files, files * 100_000, "floor" if part == "C" else "ceiling")
+    t.part, t.link = part, link
+    for tool, w in walls.items():
+        t.add(tool, Sample(wall=w, cpu=1.0, rss_mb=50.0, code=0))
+    return t
+
+
+def test_w_bars_compare_kcsync_with_rclone_the_ceilings_and_rclones_small_rerun() -> None:
+    tables = [
+        _w("A", 300, {"kcsync": 2.5, "rclone": 9.0, "ceiling": 2.25}),
+        _w("B", 1, {"kcsync": 10.0, "ceiling": 8.0}),
+        _w("C", 10_000, {"kcsync": 3.0, "floor": 2.0}),
+        _w("C", 100, {"kcsync": 1.0, "rclone": 2.0, "floor": 0.5}),
+    ]
+    text = _text(tables)
+    assert "| W A (RTT 60 ms, unlimited): ≥ 3 × rclone (defaults) | swift | 3.60 × " in text
+    assert "ceiling at its own concurrency | swift | 0.90 × (120 files/s) | **met** |" in text
+    assert (
+        "| W B (RTT 60 ms, unlimited): ≥ 0.9 × link rate (raw PUT through it) | swift | 0.80 × "
+        in text
+    )
+    assert "**not met**" in text.split("W B")[1].splitlines()[0]
+    c = "kcsync at 10,000 files < rclone at 100 | swift | 3.00 s vs 2.00 s | **not met** |"
+    assert c in text
