@@ -24,13 +24,17 @@ PagesOf = Callable[[KeyRange], Iterable[list[RemoteEntry]]]
 class _Feed:
     """One range's pages, fetched by a thread of its own.
 
-    The thread hands a page over and fetches the next only once the consumer has taken
-    it, as reconcile.prefetched does: a range waiting its turn holds one page, so the
-    listing holds at most ``in_flight`` + 1 pages however large the prefix.
+    Without ``ahead`` the thread fetches the next page only once the consumer has taken
+    this one, as reconcile.prefetched does. With it, a range waiting its turn fetches one
+    page more while one waits: a range's last page is nearly always the empty one that
+    ends it, and fetched only on the consumer's arrival those empty pages came one round
+    trip after another. So a ranged listing holds at most 2 * ``in_flight`` + 1 pages
+    (one listed alone: 2), however large the prefix.
     """
 
-    def __init__(self, pages: Iterable[list[RemoteEntry]]) -> None:
+    def __init__(self, pages: Iterable[list[RemoteEntry]], *, ahead: bool) -> None:
         self._pages = pages
+        self._ahead = ahead
         self._slot: list[list[RemoteEntry] | BaseException | None] = []
         self._changed = threading.Condition()
         self._stop = False
@@ -39,9 +43,11 @@ class _Feed:
 
     def _hand_over(self, item: list[RemoteEntry] | BaseException | None) -> bool:
         with self._changed:
+            while self._ahead and self._slot and not self._stop:
+                self._changed.wait()  # one page waits already: this one waits in hand
             self._slot.append(item)
             self._changed.notify_all()
-            while self._slot and not self._stop:
+            while not self._ahead and self._slot and not self._stop:
                 self._changed.wait()
             return not self._stop
 
@@ -77,7 +83,11 @@ class _Feed:
 
 
 def listed(
-    ranges: Sequence[KeyRange], pages_of: PagesOf, *, in_flight: int = IN_FLIGHT
+    ranges: Sequence[KeyRange],
+    pages_of: PagesOf,
+    *,
+    in_flight: int = IN_FLIGHT,
+    ahead: bool = True,
 ) -> Iterator[RemoteEntry]:
     """Every entry of ``ranges`` once, in name order; up to ``in_flight`` ranges listed
     at once. Stopping early (or an error) stops and joins every range's thread."""
@@ -86,7 +96,7 @@ def listed(
 
     def top_up() -> None:
         while len(feeds) < in_flight and (r := next(todo, None)) is not None:
-            feeds.append(_Feed(pages_of(r)))
+            feeds.append(_Feed(pages_of(r), ahead=ahead))
 
     def per_range() -> Iterator[Iterator[RemoteEntry]]:
         top_up()
@@ -129,4 +139,4 @@ def list_prefix(
             page_size=page_size,
         )
 
-    return listed(ranges, pages_of, in_flight=in_flight)
+    return listed(ranges, pages_of, in_flight=in_flight, ahead=len(ranges) > 1)

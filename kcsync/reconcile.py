@@ -38,7 +38,7 @@ def prefetched(pages: Iterator[list[RemoteEntry]]) -> Iterator[RemoteEntry]:
     being fetched, never a third waiting), and entries are let go as they are merged. This is
     a listing of one range (kcsync.listing).
     """
-    return listed([WHOLE], lambda _r: pages, in_flight=1)
+    return listed([WHOLE], lambda _r: pages, in_flight=1, ahead=False)
 
 
 class Sink(Protocol):

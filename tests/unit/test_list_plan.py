@@ -218,3 +218,20 @@ def test_stopping_early_joins_every_range_thread() -> None:
     assert next(it).name == "000"
     it.close()
     assert threading.active_count() == before
+
+
+def test_ranges_waiting_their_turn_fetch_their_empty_page_meanwhile() -> None:
+    # A range's last request is nearly always the empty page that ends it: fetched only
+    # when the consumer reaches the range, those came one round trip after another.
+    names = [f"{i:03d}" for i in range(40)]
+    ranges = plan_ranges(cuts_of(names, 10))
+    ended = [threading.Event() for _ in ranges]
+
+    def pages_of(r: KeyRange) -> Iterator[list[RemoteEntry]]:
+        yield entries([n for n in names if in_range(n, "", r)])
+        ended[ranges.index(r)].set()  # the empty page is being asked for
+
+    it = listed(ranges, pages_of, in_flight=8)
+    assert next(it).name == "000"
+    assert all(e.wait(5) for e in ended)  # while the consumer is still in range 0
+    assert [e.name for e in it] == names[1:]
