@@ -82,9 +82,46 @@ class Remote:
     limits: ServerLimits
     storage_url: str
     auth: Authenticator
+    # Whether the bucket exists, asked beside /info (make_remote(probe_bucket=True)): an
+    # answer, or the error the HEAD met, raised where the HEAD would have been sent.
+    bucket_probe: BucketProbe | None = None
 
 
-def make_remote(config: Config) -> Remote:
+class BucketProbe:
+    """The bucket's HEAD, sent in a thread while /info is read on the caller's.
+
+    /info and the HEAD depend on nothing but the token, yet a run sent them one after the
+    other: one round trip of every start was waiting for nothing. The answer (or the
+    error) is kept and given out in ensure_bucket, at the point where the HEAD used to be
+    sent, so a missing bucket or refused credentials end the run as they always did.
+    """
+
+    def __init__(self, client: SwiftClient, bucket: str) -> None:
+        self._outcome: bool | BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._head, args=(client, bucket), name="kcsync-bucket-head", daemon=True
+        )
+        self._thread.start()
+
+    def _head(self, client: SwiftClient, bucket: str) -> None:
+        try:
+            self._outcome = client.container_exists(bucket)
+        except BaseException as exc:  # raised by exists(), on the caller's thread
+            self._outcome = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def exists(self) -> bool:
+        self._thread.join()
+        outcome = self._outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None
+        return outcome
+
+
+def make_remote(config: Config, *, probe_bucket: bool = False) -> Remote:
     for secret in _secrets(config):
         redactor.register(secret)
     # One pooled connection per worker and segment thread, reused across requests.
@@ -98,7 +135,15 @@ def make_remote(config: Config) -> Remote:
         json_manifest=isinstance(config.auth, KakaoAuth),
     )
     creds = auth.credentials()  # the Authenticator registers every token with the redactor
-    return Remote(client=client, limits=client.limits(), storage_url=creds.storage_url, auth=auth)
+    probe = BucketProbe(client, config.bucket) if probe_bucket else None
+    try:
+        limits = client.limits()
+    finally:
+        # Joined here, not in ensure_bucket: nothing is left running should the start
+        # fail between the two (another bucket's index, an unusable state directory).
+        if probe is not None:
+            probe.join()
+    return Remote(client, limits, creds.storage_url, auth, bucket_probe=probe)
 
 
 def _secrets(config: Config) -> list[str]:
@@ -241,7 +286,7 @@ class Runtime:
         self.config = config
         self.stats = stats
         self.facts = RunFacts()
-        self.remote = make_remote(config)
+        self.remote = make_remote(config, probe_bucket=True)
         # One gate for the scan, the watcher and the jobs (DESIGN §4a).
         self.gate = make_gate(
             config.folders,
@@ -331,7 +376,9 @@ class Runtime:
 
     def ensure_bucket(self, *, dry_run: bool = False) -> None:
         client, bucket = self.remote.client, self.config.bucket
-        if client.container_exists(bucket):
+        # The answer asked for at start is used once: a later call asks again.
+        probe, self.remote.bucket_probe = self.remote.bucket_probe, None
+        if probe.exists() if probe is not None else client.container_exists(bucket):
             return
         if dry_run:
             log.info("bucket does not exist yet", bucket=bucket)

@@ -4,7 +4,6 @@ jobs (DESIGN §2). Memory stays flat: every stream is read lazily, in name order
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -16,6 +15,8 @@ from kcsync.apply import CHECK, DELETE, SYNC, UPLOAD, job_payload
 from kcsync.config import FolderConfig
 from kcsync.gate import Gate, ours_to_judge
 from kcsync.guard import FolderFacts, Limits
+from kcsync.list_plan import WHOLE
+from kcsync.listing import list_prefix, listed
 from kcsync.localfs import FolderUnavailable, folder_path_for, scan
 from kcsync.merge import OrderError, merge3
 from kcsync.model import BadEntry, IndexEntry, LocalEntry, RemoteEntry, RemoteSignature
@@ -34,51 +35,10 @@ def prefetched(pages: Iterator[list[RemoteEntry]]) -> Iterator[RemoteEntry]:
     would wait for each one. A page of 10,000 names is about 4 MB, and the pages held at once
     were what a rerun of 10^6 files held beyond one of 10^4, so the hand-over is a rendezvous:
     the next page is fetched only once the consumer has taken this one (one page in use, one
-    being fetched, never a third waiting), and entries are let go as they are merged. Fetching
-    a page ahead of that would not be faster: it would only wait.
+    being fetched, never a third waiting), and entries are let go as they are merged. This is
+    a listing of one range (kcsync.listing).
     """
-    slot: list[list[RemoteEntry] | BaseException | None] = []
-    changed = threading.Condition()
-    stop = threading.Event()
-
-    def hand_over(item: list[RemoteEntry] | BaseException | None) -> bool:
-        with changed:
-            slot.append(item)
-            changed.notify_all()
-            while slot and not stop.is_set():
-                changed.wait()
-        return not stop.is_set()
-
-    def fetch() -> None:
-        try:
-            for page in pages:
-                if not hand_over(page):
-                    return
-            hand_over(None)
-        except BaseException as exc:  # handed to the consumer, raised there
-            hand_over(exc)
-
-    thread = threading.Thread(target=fetch, name="kcsync-listing", daemon=True)
-    thread.start()
-    try:
-        while True:
-            with changed:
-                while not slot:
-                    changed.wait()
-                item = slot.pop()
-                changed.notify_all()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            item.reverse()
-            while item:
-                yield item.pop()
-    finally:
-        with changed:
-            stop.set()
-            changed.notify_all()
-        thread.join()
+    return listed([WHOLE], lambda _r: pages, in_flight=1, ahead=False)
 
 
 class Sink(Protocol):
@@ -293,11 +253,13 @@ class Reconciler:
             fp.protected.add(item.protects)
 
     def _remote(self, folder: FolderConfig, fp: _FolderPass) -> Iterator[RemoteEntry]:
-        pages = self._client.list_pages(
-            self._container, prefix=folder.prefix, page_size=self._page_size
+        # Cut where the index saw last run's names, listed a few ranges at once: a rerun
+        # waits for a round or two of pages instead of one page after another.
+        listing = list_prefix(
+            self._client, self._container, folder.prefix, self._index, page_size=self._page_size
         )
         state_rel = self._gate.state_rel(folder)
-        for remote in prefetched(pages):
+        for remote in listing:
             if not ours_to_judge(remote.name[len(folder.prefix) :], folder.exclude, state_rel):
                 continue  # never deleted: another tool put it there
             fp.remote_objects += 1

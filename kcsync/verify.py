@@ -25,6 +25,7 @@ from kcsync import plan
 from kcsync.config import Config, FolderConfig
 from kcsync.errors import EXIT_INCOMPLETE, EXIT_OK, LocalFileError, RemoteError
 from kcsync.gate import Gate, ours_to_judge
+from kcsync.listing import list_prefix
 from kcsync.localfs import FolderUnavailable, hash_file, make_gate, scan
 from kcsync.merge import OrderError, merge3
 from kcsync.model import BadEntry, IndexEntry, LocalEntry, ObjectFacts, RemoteEntry
@@ -140,16 +141,17 @@ class Verifier:
             yield item
 
     def _remote(self, folder: FolderConfig) -> Iterator[RemoteEntry]:
-        pages = self._client.list_pages(
-            self._container, prefix=folder.prefix, page_size=self._page_size
+        # As the sync lists (ranges at once where the index knows the names), so a
+        # verify costs what a no-change rerun costs.
+        listing = list_prefix(
+            self._client, self._container, folder.prefix, self._index, page_size=self._page_size
         )
-        for page in pages:
-            for remote in page:
-                rel = remote.name[len(folder.prefix) :]
-                # Not a name a file of this folder could have (a pseudo-directory, say),
-                # excluded, or kcsync's own state: the sync never judges it either.
-                if ours_to_judge(rel, folder.exclude, self._gate.state_rel(folder)):
-                    yield remote
+        for remote in listing:
+            rel = remote.name[len(folder.prefix) :]
+            # Not a name a file of this folder could have (a pseudo-directory, say),
+            # excluded, or kcsync's own state: the sync never judges it either.
+            if ours_to_judge(rel, folder.exclude, self._gate.state_rel(folder)):
+                yield remote
 
     # -- the checks that read ---------------------------------------------------------------
 

@@ -120,6 +120,18 @@ class Index:
                 yield _row_to_entry(row)
             after = rows[-1][0]
 
+    def cuts(self, prefix: str, every: int) -> list[tuple[str, str]]:
+        """Each ``every``-th key under ``prefix`` with the key after it, in name order:
+        where list_plan cuts the listing. One pass over the key index, in SQLite."""
+        with self._db.tx() as c:
+            rows = c.execute(
+                "SELECT key, next FROM (SELECT key, lead(key) OVER (ORDER BY key) AS next, "
+                "row_number() OVER (ORDER BY key) AS n FROM entries WHERE key >= ? AND key < ?) "
+                "WHERE n % ? = 0 AND next IS NOT NULL ORDER BY key",
+                (prefix, _prefix_end(prefix), every),
+            ).fetchall()
+        return [(str(a), str(c)) for a, c in rows]
+
 
 def _prefix_end(prefix: str) -> str:
     """The smallest string above every string that starts with ``prefix``."""

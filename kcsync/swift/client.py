@@ -336,9 +336,16 @@ class SwiftClient:
             yield from page
 
     def list_pages(
-        self, container: str, *, prefix: str = "", marker: str = "", page_size: int = 1000
+        self,
+        container: str,
+        *,
+        prefix: str = "",
+        marker: str = "",
+        end_marker: str = "",
+        page_size: int = 1000,
     ) -> Iterator[list[RemoteEntry]]:
-        """The listing a page at a time.
+        """The listing a page at a time: names above ``marker`` and, when it is given,
+        below ``end_marker`` (both exclusive, on Swift and RGW alike).
 
         Stops only on an empty page: RGW silently caps ``limit`` at 1000 even when more was
         asked for, so a short page does not mean the end (DESIGN §5).
@@ -347,6 +354,8 @@ class SwiftClient:
             params = {"format": "json", "limit": str(page_size), "marker": marker}
             if prefix:
                 params["prefix"] = prefix
+            if end_marker:
+                params["end_marker"] = end_marker
             page = self._list_page(container, params)
             if not page:
                 return

@@ -66,3 +66,28 @@ def test_schema_2_rows_upgrade_as_legacy_and_stay_trusted(tmp_path: Path) -> Non
         assert entry.trusts(LOCAL)
     finally:
         db.close()
+
+
+def test_cuts_are_every_nth_key_under_the_prefix_with_its_successor(tmp_path: Path) -> None:
+    db = Database(tmp_path / "kcsync.db")
+    try:
+        index = Index(db)
+        keys = [f"files/{i:02d}" for i in range(10)] + ["files/\U0001f600", "filesX", "other/a"]
+        for key in keys:
+            index.put(
+                IndexEntry(
+                    key, 1, 1, 1, 1, "m", 0, None, RemoteSignature("m", 1, None), verified_ns=0
+                )
+            )
+        # In byte order, as the servers list: the emoji after the digits, nothing outside.
+        assert index.cuts("files/", 4) == [
+            ("files/03", "files/04"),
+            ("files/07", "files/08"),
+        ]
+        assert index.cuts("files/", 5) == [
+            ("files/04", "files/05"),
+            ("files/09", "files/\U0001f600"),
+        ]
+        assert index.cuts("files/", 11) == []
+    finally:
+        db.close()
