@@ -11,7 +11,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from kcsync.list_plan import KeyRange, cut_every, plan_ranges, stitched
+from kcsync.list_plan import SMALLEST_CAP, KeyRange, cut_every, plan_ranges, stitched
 from kcsync.model import RemoteEntry
 from kcsync.store.index import Index
 from kcsync.swift.client import SwiftClient
@@ -129,6 +129,10 @@ def list_prefix(
     every = None if index is None else cut_every(index.count(prefix), page_size, in_flight)
     cuts = [] if index is None or every is None else index.cuts(prefix, every)
     ranges = plan_ranges(cuts)
+    # Ranges listed at once each hold a page and the one fetched ahead: at Swift's 10,000
+    # names a page that would be 17 pages (about 70 MB) on a large prefix, where one
+    # listing holds two. Pages of SMALLEST_CAP keep the memory of a rerun flat.
+    size = page_size if len(ranges) == 1 else min(page_size, SMALLEST_CAP)
 
     def pages_of(r: KeyRange) -> Iterator[list[RemoteEntry]]:
         return client.list_pages(
@@ -136,7 +140,7 @@ def list_prefix(
             prefix=prefix,
             marker=r.marker,
             end_marker=r.end_marker,
-            page_size=page_size,
+            page_size=size,
         )
 
     return listed(ranges, pages_of, in_flight=in_flight, ahead=len(ranges) > 1)

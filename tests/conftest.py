@@ -47,6 +47,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", chosen, indirect=True, scope="session")
 
 
+# Fixtures that start servers of a backend, and the backend whose servers they are.
+_SERVER_FIXTURES = {"swift_backend": "swift", "kakao_backend": "kakao", "kakao": "kakao",
+                    "keystone": "kakao"}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``-n`` (pytest-xdist, ``--dist loadgroup``): every test of one backend runs in
+    one worker, so each worker starts the servers of its own backend only, and once."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        group = callspec.params.get("backend") if callspec is not None else None
+        if group is None:
+            names = getattr(item, "fixturenames", ())
+            group = next((b for f, b in _SERVER_FIXTURES.items() if f in names), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(str(group)))
+
+
 @dataclass(frozen=True)
 class Backend:
     """A running server and what a test needs to reach it.
