@@ -65,7 +65,7 @@ class Session(requests.Session):
     def merge_environment_settings(
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> _Settings:
-        if proxies or stream is not None or verify is not None or cert is not None:
+        if proxies or verify is not None or cert is not None:
             # Per-request overrides: kcsync sends none, but they must win if it ever does.
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         parts = urlsplit(url.decode() if isinstance(url, bytes) else url or "")
@@ -73,9 +73,14 @@ class Session(requests.Session):
         with self._env_lock:
             settings = self._env.get(key)
         if settings is None:
-            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            settings = super().merge_environment_settings(url, proxies, None, verify, cert)
             with self._env_lock:
                 self._env[key] = settings
         copy = settings.copy()
         copy["proxies"] = dict(settings["proxies"])
+        # stream is not the environment's: every call of SwiftClient.request passes it
+        # (False or True), and when it counted as an override, as it once did, no request
+        # ever used this cache and each one re-read the environment (15 % of the GIL time
+        # of a run of small files).
+        copy["stream"] = self.stream if stream is None else stream
         return copy

@@ -67,3 +67,18 @@ def test_connections_write_bodies_in_large_blocks() -> None:
     for url in ("http://127.0.0.1:9/", "https://127.0.0.1:9/"):
         pool = session.get_adapter(url).poolmanager.connection_from_url(url)  # type: ignore[attr-defined]
         assert pool._new_conn().blocksize == SEND_BLOCK
+
+
+def test_stream_is_per_request_and_does_not_bypass_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SwiftClient.request always passes stream: were it an override, no request would use
+    # the cache at all.
+    session = Session(verify=True, pool_size=4)
+    monkeypatch.setenv("HTTPS_PROXY", "http://first.example:1")
+    first = session.merge_environment_settings("https://store.example/a", {}, True, None, None)
+    monkeypatch.setenv("HTTPS_PROXY", "http://second.example:1")
+    again = session.merge_environment_settings("https://store.example/b", {}, False, None, None)
+    assert again["proxies"] == first["proxies"]
+    assert (first["stream"], again["stream"]) == (True, False)
+    assert settings(session, "https://store.example/c")["stream"] is False
