@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers, select_proxy
 
 if TYPE_CHECKING:
     from requests.sessions import _Settings
@@ -84,3 +87,68 @@ class Session(requests.Session):
         # of a run of small files).
         copy["stream"] = self.stream if stream is None else stream
         return copy
+
+    def send_bytes(
+        self, method: str, url: str, headers: dict[str, str], body: bytes, timeout: float
+    ) -> requests.Response:
+        """``request(method, url, headers=headers, data=body, timeout=timeout,
+        allow_redirects=False)``, the answer read, at half the CPU.
+
+        For a body already in memory (every small file's PUT): requests' per-call layers
+        (a Request and a PreparedRequest built, cookies merged and extracted, hooks, the
+        environment merged) cost about as much CPU as urllib3 sending the request and
+        parsing the answer, a thousand times a second on a run of small files. The same
+        adapter, connection pool and TLS settings are used; only the bookkeeping is left
+        out. A host reached through a proxy takes the ordinary path, which knows how.
+        """
+        settings = self.merge_environment_settings(url, {}, None, None, None)
+        adapter = self.get_adapter(url)
+        connect = getattr(adapter, "get_connection_with_tls_context", None)
+        if (
+            select_proxy(url, settings["proxies"])
+            or connect is None  # requests before 2.32.2
+            or not isinstance(adapter, HTTPAdapter)
+        ):
+            return self.request(
+                method, url, headers=headers, data=body, timeout=timeout, allow_redirects=False
+            )
+        verify, cert = settings["verify"], settings["cert"]
+        # Only its url is read, by the connection lookup and by cert_verify.
+        prepared = requests.PreparedRequest()
+        prepared.url = url
+        prepared.method = method
+        all_headers = {k: v for k, v in self.headers.items() if v is not None}
+        all_headers.update(headers)
+        parts = urlsplit(url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            conn = connect(prepared, verify, proxies=settings["proxies"], cert=cert)
+            adapter.cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+            raw = conn.urlopen(
+                method=method,
+                url=path,
+                body=body,
+                headers=all_headers,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=True,  # read whole; the connection goes back to the pool
+                decode_content=True,  # as Response.content would
+                retries=adapter.max_retries,
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                chunked=False,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # What the ordinary path raises for these (connection refused, reset, timed
+            # out, TLS): SwiftClient retries any RequestException alike.
+            raise requests.ConnectionError(exc) from exc
+        resp = requests.Response()
+        resp.status_code = raw.status
+        resp.headers = CaseInsensitiveDict(raw.headers)
+        resp.encoding = get_encoding_from_headers(resp.headers)
+        resp.reason = raw.reason or ""
+        resp.url = url
+        resp.raw = raw
+        resp.request = prepared
+        resp._content = raw.data
+        resp._content_consumed = True  # type: ignore[attr-defined]
+        return resp
