@@ -4,6 +4,7 @@ and the environment (proxies, CA bundle) read once per host instead of once per 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -52,6 +53,7 @@ class Session(requests.Session):
         self.mount("http://", adapter)
         self.mount("https://", adapter)
         self._env: dict[tuple[str, str], _Settings] = {}
+        self._routes: dict[tuple[str, str], object] = {}  # send_bytes: _Route or None
         self._env_lock = threading.Lock()
 
     def get_redirect_target(self, resp: requests.Response) -> str | None:
@@ -101,28 +103,28 @@ class Session(requests.Session):
         adapter, connection pool and TLS settings are used; only the bookkeeping is left
         out. A host reached through a proxy takes the ordinary path, which knows how.
         """
-        settings = self.merge_environment_settings(url, {}, None, None, None)
-        adapter = self.get_adapter(url)
-        connect = getattr(adapter, "get_connection_with_tls_context", None)
-        if (
-            select_proxy(url, settings["proxies"])
-            or connect is None  # requests before 2.32.2
-            or not isinstance(adapter, HTTPAdapter)
-        ):
+        parts = urlsplit(url)
+        route = self._routes.get((parts.scheme, parts.netloc), _UNKNOWN)
+        if route is _UNKNOWN:
+            route = self._route(url)
+            with self._env_lock:
+                self._routes[(parts.scheme, parts.netloc)] = route
+        if route is None:
             return self.request(
                 method, url, headers=headers, data=body, timeout=timeout, allow_redirects=False
             )
-        verify, cert = settings["verify"], settings["cert"]
-        # Only its url is read, by the connection lookup and by cert_verify.
-        prepared = requests.PreparedRequest()
+        assert isinstance(route, _Route)
+        adapter, verify, cert = route.adapter, route.verify, route.cert
+        prepared = requests.PreparedRequest()  # for the Response; only its url is read
         prepared.url = url
         prepared.method = method
         all_headers = {k: v for k, v in self.headers.items() if v is not None}
         all_headers.update(headers)
-        parts = urlsplit(url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
-            conn = connect(prepared, verify, proxies=settings["proxies"], cert=cert)
+            conn = adapter.poolmanager.connection_from_host(
+                **route.host_params, pool_kwargs=route.pool_kwargs
+            )
             adapter.cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
             raw = conn.urlopen(
                 method=method,
@@ -152,3 +154,37 @@ class Session(requests.Session):
         resp._content = raw.data
         resp._content_consumed = True  # type: ignore[attr-defined]
         return resp
+
+    def _route(self, url: str) -> _Route | None:
+        """How send_bytes reaches the host of ``url``: the pool key that
+        HTTPAdapter.get_connection_with_tls_context would compute for it, worked out once
+        (it parses the URL and stats the CA bundle on every call); None for the ordinary
+        path (a proxy, or an adapter of another kind)."""
+        settings = self.merge_environment_settings(url, {}, None, None, None)
+        adapter = self.get_adapter(url)
+        if (
+            select_proxy(url, settings["proxies"])
+            or not isinstance(adapter, HTTPAdapter)
+            or not hasattr(adapter, "build_connection_pool_key_attributes")  # before 2.32
+        ):
+            return None
+        prepared = requests.PreparedRequest()
+        prepared.url = url
+        verify, cert = settings["verify"], settings["cert"]
+        assert verify is not None  # merged with self.verify, a bool or a path
+        host_params, pool_kwargs = adapter.build_connection_pool_key_attributes(
+            prepared, verify, cert
+        )
+        return _Route(adapter, verify, cert, host_params, pool_kwargs)
+
+
+@dataclass(frozen=True)
+class _Route:
+    adapter: HTTPAdapter
+    verify: Any
+    cert: Any
+    host_params: Any  # requests' _HostParams and _PoolKwargs (typed dicts)
+    pool_kwargs: Any
+
+
+_UNKNOWN = object()

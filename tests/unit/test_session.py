@@ -190,3 +190,25 @@ def test_send_bytes_through_a_proxy_takes_the_ordinary_path(
             {"headers": {"A": "b"}, "data": b"x", "timeout": 5.0, "allow_redirects": False},
         )
     ]
+
+
+@pytest.mark.parametrize("verify", [True, False, "/etc/ssl/custom.pem"])
+def test_send_bytes_uses_the_pool_requests_would(
+    verify: bool | str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same pool (so the same TLS settings: CA bundle, verification) as requests'
+    # own lookup for the URL, worked out once per host instead of per request.
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    session = Session(verify=verify, pool_size=4)
+    url = "https://store.example/v1/a/c/o"
+    route = session._route(url)
+    assert route is not None
+    ours = route.adapter.poolmanager.connection_from_host(
+        **route.host_params, pool_kwargs=route.pool_kwargs
+    )
+    prepared = requests.PreparedRequest()
+    prepared.prepare(method="PUT", url=url)
+    adapter = session.get_adapter(url)
+    assert isinstance(adapter, requests.adapters.HTTPAdapter)
+    assert ours is adapter.get_connection_with_tls_context(prepared, verify, proxies={})
