@@ -24,27 +24,40 @@ class Redactor:
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        # Longest first: a secret containing another must not be left half-masked. Sorted
+        # once per registration, not once per string logged (every uploaded file logs).
+        self._ordered: tuple[str, ...] = ()
         self._lock = threading.Lock()
+        # Field name -> whether its name marks a secret; the same few names come back on
+        # every event. Plain dict reads and writes, safe from any thread under the GIL.
+        self._secret_field: dict[str, bool] = {}
 
     def register(self, secret: str | None) -> None:
         if secret and len(secret) >= 4:
             with self._lock:
                 self._secrets.add(secret)
+                # Replaced whole: a thread scrubbing meanwhile holds the old tuple, which
+                # lacks only the secret being registered right now.
+                self._ordered = tuple(sorted(self._secrets, key=len, reverse=True))
 
     def scrub(self, text: str) -> str:
-        with self._lock:  # a token refresh may register while another thread logs
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        # Longest first: a secret containing another must not be left half-masked.
-        for secret in secrets:
+        for secret in self._ordered:
             if secret in text:
                 text = text.replace(secret, MASK)
         return text
+
+    def _is_secret_field(self, field: str) -> bool:
+        verdict = self._secret_field.get(field)
+        if verdict is None:
+            verdict = any(s in field.lower() for s in _SECRET_FIELDS)
+            self._secret_field[field] = verdict
+        return verdict
 
     def __call__(
         self, _logger: Any, _name: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         for field, value in list(event.items()):
-            if any(s in field.lower() for s in _SECRET_FIELDS):
+            if self._is_secret_field(field):
                 event[field] = MASK
             elif isinstance(value, str):
                 event[field] = self.scrub(value)

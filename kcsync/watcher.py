@@ -54,6 +54,10 @@ LOST_WARNING_EVERY = 60.0  # seconds between warnings about a kernel queue overf
 # A file held open this long with no event is sent anyway (a log kept open for days); the
 # reconcile would send it too, this only makes it sooner.
 OPEN_PATIENCE = 60.0
+# How long past a new directory's settle time the files handed over from their own events
+# are remembered, so the directory's walk does not hand them over again (_walk_new_dir).
+# A walk later than this (a stalled settle thread) only costs a redundant job per file.
+RECENT_SLACK = 30.0
 
 Job = tuple[str, str, dict[str, Any]]  # key, op, payload
 # Called with all the jobs a settle tick found: one transaction for a burst of files.
@@ -133,6 +137,9 @@ class Watcher:
         self._observer_factory = observer_factory
         self._lock = threading.Lock()
         self._hints: dict[str, Hint] = {}
+        # Key -> when its own event became a sync or move job (the clock above), oldest
+        # first: see _walk_new_dir. Only the settle thread (and stop, after it) uses it.
+        self._recent: dict[str, float] = {}
         self._opens: dict[str, int] = {}
         self._stop = threading.Event()
         self._observers: list[Any] = []
@@ -378,17 +385,29 @@ class Watcher:
             self._walk_new_dir(hint, now)
         with self._lock:
             due = self._take(lambda h: force or (h.due <= now and self._complete(h, now)))
+        self._forget_recent(now)
         jobs: list[Job] = []
         for hint in due:
             job = self._job(hint, now, force)
             if job is not None:
                 jobs.append(job)
+                if job[1] in (SYNC, MOVE):
+                    self._recent.pop(job[0], None)  # re-inserted last: the dict stays in order
+                    self._recent[job[0]] = now
             if len(jobs) >= WALK_BATCH:
                 self._enqueue(jobs)
                 jobs = []
         if jobs:
             self._enqueue(jobs)
         return len(new_dirs) + len(due)
+
+    def _forget_recent(self, now: float) -> None:
+        cutoff = now - self._settle - RECENT_SLACK
+        while self._recent:
+            oldest = next(iter(self._recent))
+            if self._recent[oldest] >= cutoff:
+                return
+            del self._recent[oldest]
 
     def _take(self, ready: Callable[[Hint], bool]) -> list[Hint]:
         taken = [(key, hint) for key, hint in self._hints.items() if ready(hint)]
@@ -426,6 +445,13 @@ class Watcher:
         due, never a job at once (files written into it may still be open). In a renamed
         directory each file is a move from its name under the old one."""
         folder, root = hint.folder, str(hint.folder.path)
+        # A file whose own event became a job since the directory appeared needs no hint
+        # from the walk: that job reads it after the watch on the directory existed, so
+        # any earlier write is in what it reads, and any later one has its own event.
+        # Without this, a burst written into a new directory was sent once and then, when
+        # the walk came, opened, judged and hashed all over again as a second job per file.
+        # Not for a renamed directory: its walk's hints are moves, which delete old names.
+        created = hint.due - self._settle if hint.op == NEW_DIR else float("inf")
         for dirpath, dirs, files in os.walk(hint.path):
             rel_dir = relative_name(root, dirpath)
             if rel_dir is None:
@@ -435,7 +461,7 @@ class Watcher:
             for name in files:
                 path = os.path.join(dirpath, name)
                 key = self._key(folder, path)
-                if key is None:
+                if key is None or self._recent.get(key, float("-inf")) >= created:
                     continue
                 found = Hint(SYNC, path, now, folder, key)
                 if hint.op == DIR_MOVE and hint.src_key is not None and hint.src_path:

@@ -94,26 +94,42 @@ class WorkerPool:
                 self._settled.wait(poll)
 
     def _loop(self) -> None:
+        job: Job | None = None
         while not self._stop.is_set():
-            with self._busy_lock:
-                job = self._queue.claim(now=self._clock(), lease=LEASE_SECONDS)
-                if job is not None:
-                    self._busy += 1
             if job is None:
-                self._sleep_until_work()
-                continue
-            try:
-                self._run(job)
-            finally:
                 with self._busy_lock:
-                    self._busy -= 1
-                    last = self._busy == 0
-                # Only when no job is running can the pool be idle: waking wait_idle after
-                # every job made it query the queue thousands of times a run, under the
-                # GIL and the database lock the workers need.
-                if last:
-                    with self._settled:
-                        self._settled.notify_all()
+                    job = self._queue.claim(now=self._clock(), lease=LEASE_SECONDS)
+                    if job is not None:
+                        self._busy += 1
+                if job is None:
+                    self._sleep_until_work()
+                    continue
+            following: Job | None = None
+            try:
+                # A job that succeeded hands over the next one, claimed in the same
+                # transaction that completed it; still counted busy, so wait_idle cannot
+                # see the pool idle in between.
+                following = self._run(job)
+            finally:
+                if following is None:
+                    self._done_one()
+            job = following
+        if job is not None:
+            # Stopped between claiming the next job and starting it: give it back now
+            # rather than leave it leased until the next start.
+            self._queue.release(job)
+            self._done_one()
+
+    def _done_one(self) -> None:
+        with self._busy_lock:
+            self._busy -= 1
+            last = self._busy == 0
+        # Only when no job is running can the pool be idle: waking wait_idle after every
+        # job made it query the queue thousands of times a run, under the GIL and the
+        # database lock the workers need.
+        if last:
+            with self._settled:
+                self._settled.notify_all()
 
     def _sleep_until_work(self) -> None:
         ready = self._queue.next_ready_at()
@@ -122,7 +138,8 @@ class WorkerPool:
             if not self._stop.is_set():
                 self._wake.wait(max(delay, 0.01))
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job) -> Job | None:
+        """Run and settle one job; the next job when it succeeded and one was ready."""
         try:
             self._handle(job)
         except FileChangedError as exc:
@@ -144,7 +161,12 @@ class WorkerPool:
             log.exception("job crashed", object=job.key, op=job.op)
             self._fail(job, f"{type(exc).__name__}: {exc}", delay=self._backoff_cap)
         else:
-            self._queue.complete(job, now=self._clock())
+            # Under the busy lock, as a claim is: a next job takes over this one's place in
+            # the busy count from the moment it is leased (_loop counts it done otherwise).
+            with self._busy_lock:
+                lease = None if self._stop.is_set() else LEASE_SECONDS
+                return self._queue.complete(job, now=self._clock(), claim_lease=lease)
+        return None
 
     def _fail(self, job: Job, error: str, *, delay: float, max_attempts: int | None = None) -> None:
         now = self._clock()

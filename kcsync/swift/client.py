@@ -27,6 +27,7 @@ from kcsync.errors import AuthError, NotFoundError, RemoteError, TransientRemote
 from kcsync.model import ObjectFacts, RemoteEntry
 from kcsync.swift.auth import Authenticator, redirect_error
 from kcsync.swift.retry import RETRY_STATUSES, Backoff, retry_after
+from kcsync.swift.session import Session
 
 log = structlog.get_logger("kcsync.swift")
 
@@ -99,6 +100,10 @@ def quote_name(name: str) -> str:
     "." and ".." segments are escaped too: requests and urllib3 resolve them, so "x/../y"
     would otherwise address object "y".
     """
+    if "/." not in "/" + name:
+        # No segment starts with a dot, so none is "." or "..": quoting the whole name at
+        # once gives the same string, without a call per segment (one name per file sent).
+        return quote(name.encode("utf-8"), safe="/")
     return "/".join(
         "%2E" * len(seg) if seg in (".", "..") else quote(seg.encode("utf-8"), safe="")
         for seg in name.split("/")
@@ -181,6 +186,9 @@ class SwiftClient:
         self._json_manifest = json_manifest
         self._auth = auth
         self._session = session
+        # kcsync's own Session has a cheaper path for bodies already in memory; a plain
+        # requests.Session (tests, tools) goes through requests for everything.
+        self._send_bytes = session.send_bytes if isinstance(session, Session) else None
         self._timeout = timeout
         self._attempts = attempts
         self._backoff = backoff or Backoff()
@@ -236,18 +244,23 @@ class SwiftClient:
                 self.request_count += 1
                 self.requests_by_method[method] = self.requests_by_method.get(method, 0) + 1
             try:
-                resp = self._session.request(
-                    method,
-                    target,
-                    params=params,
-                    headers=all_headers,
-                    data=body,  # type: ignore[arg-type]  # a memoryview is sent as is
-                    timeout=self._timeout,
-                    stream=stream,
-                    # Following would resend X-Auth-Token to the Location's host: a 3xx
-                    # becomes an error instead (auth.redirect_error says why).
-                    allow_redirects=False,
-                )
+                if self._send_bytes is not None and type(body) is bytes and not (params or stream):
+                    # A small file's PUT: the same request, without requests' per-call
+                    # bookkeeping (Session.send_bytes); never follows a redirect either.
+                    resp = self._send_bytes(method, target, all_headers, body, self._timeout)
+                else:
+                    resp = self._session.request(
+                        method,
+                        target,
+                        params=params,
+                        headers=all_headers,
+                        data=body,  # type: ignore[arg-type]  # a memoryview is sent as is
+                        timeout=self._timeout,
+                        stream=stream,
+                        # Following would resend X-Auth-Token to the Location's host: a 3xx
+                        # becomes an error instead (auth.redirect_error says why).
+                        allow_redirects=False,
+                    )
             except requests.RequestException as exc:
                 self._answered(method, "error")
                 error: RemoteError = TransientRemoteError(f"{method} {target}: {exc}")

@@ -4,11 +4,15 @@ and the environment (proxies, CA bundle) read once per host instead of once per 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers, select_proxy
 
 if TYPE_CHECKING:
     from requests.sessions import _Settings
@@ -49,6 +53,7 @@ class Session(requests.Session):
         self.mount("http://", adapter)
         self.mount("https://", adapter)
         self._env: dict[tuple[str, str], _Settings] = {}
+        self._routes: dict[tuple[str, str], object] = {}  # send_bytes: _Route or None
         self._env_lock = threading.Lock()
 
     def get_redirect_target(self, resp: requests.Response) -> str | None:
@@ -78,8 +83,108 @@ class Session(requests.Session):
                 self._env[key] = settings
         copy = settings.copy()
         copy["proxies"] = dict(settings["proxies"])
-        if stream is not None:
-            # A GET's stream=True is no environment setting (the environment never sets
-            # it) and wins over the session's, as requests merges it.
-            copy["stream"] = stream
+        # stream is not the environment's: every call of SwiftClient.request passes it
+        # (False or True), and when it counted as an override, as it once did, no request
+        # ever used this cache and each one re-read the environment (15 % of the GIL time
+        # of a run of small files).
+        copy["stream"] = self.stream if stream is None else stream
         return copy
+
+    def send_bytes(
+        self, method: str, url: str, headers: dict[str, str], body: bytes, timeout: float
+    ) -> requests.Response:
+        """``request(method, url, headers=headers, data=body, timeout=timeout,
+        allow_redirects=False)``, the answer read, at half the CPU.
+
+        For a body already in memory (every small file's PUT): requests' per-call layers
+        (a Request and a PreparedRequest built, cookies merged and extracted, hooks, the
+        environment merged) cost about as much CPU as urllib3 sending the request and
+        parsing the answer, a thousand times a second on a run of small files. The same
+        adapter, connection pool and TLS settings are used; only the bookkeeping is left
+        out. A host reached through a proxy takes the ordinary path, which knows how.
+        """
+        parts = urlsplit(url)
+        route = self._routes.get((parts.scheme, parts.netloc), _UNKNOWN)
+        if route is _UNKNOWN:
+            route = self._route(url)
+            with self._env_lock:
+                self._routes[(parts.scheme, parts.netloc)] = route
+        if route is None:
+            return self.request(
+                method, url, headers=headers, data=body, timeout=timeout, allow_redirects=False
+            )
+        assert isinstance(route, _Route)
+        adapter, verify, cert = route.adapter, route.verify, route.cert
+        prepared = requests.PreparedRequest()  # for the Response; only its url is read
+        prepared.url = url
+        prepared.method = method
+        all_headers = {k: v for k, v in self.headers.items() if v is not None}
+        all_headers.update(headers)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            conn = adapter.poolmanager.connection_from_host(
+                **route.host_params, pool_kwargs=route.pool_kwargs
+            )
+            adapter.cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+            raw = conn.urlopen(
+                method=method,
+                url=path,
+                body=body,
+                headers=all_headers,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=True,  # read whole; the connection goes back to the pool
+                decode_content=True,  # as Response.content would
+                retries=adapter.max_retries,
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                chunked=False,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # What the ordinary path raises for these (connection refused, reset, timed
+            # out, TLS): SwiftClient retries any RequestException alike.
+            raise requests.ConnectionError(exc) from exc
+        resp = requests.Response()
+        resp.status_code = raw.status
+        resp.headers = CaseInsensitiveDict(raw.headers)
+        resp.encoding = get_encoding_from_headers(resp.headers)
+        resp.reason = raw.reason or ""
+        resp.url = url
+        resp.raw = raw
+        resp.request = prepared
+        resp._content = raw.data
+        resp._content_consumed = True  # type: ignore[attr-defined]
+        return resp
+
+    def _route(self, url: str) -> _Route | None:
+        """How send_bytes reaches the host of ``url``: the pool key that
+        HTTPAdapter.get_connection_with_tls_context would compute for it, worked out once
+        (it parses the URL and stats the CA bundle on every call); None for the ordinary
+        path (a proxy, or an adapter of another kind)."""
+        settings = self.merge_environment_settings(url, {}, None, None, None)
+        adapter = self.get_adapter(url)
+        if (
+            select_proxy(url, settings["proxies"])
+            or not isinstance(adapter, HTTPAdapter)
+            or not hasattr(adapter, "build_connection_pool_key_attributes")  # before 2.32
+        ):
+            return None
+        prepared = requests.PreparedRequest()
+        prepared.url = url
+        verify, cert = settings["verify"], settings["cert"]
+        assert verify is not None  # merged with self.verify, a bool or a path
+        host_params, pool_kwargs = adapter.build_connection_pool_key_attributes(
+            prepared, verify, cert
+        )
+        return _Route(adapter, verify, cert, host_params, pool_kwargs)
+
+
+@dataclass(frozen=True)
+class _Route:
+    adapter: HTTPAdapter
+    verify: Any
+    cert: Any
+    host_params: Any  # requests' _HostParams and _PoolKwargs (typed dicts)
+    pool_kwargs: Any
+
+
+_UNKNOWN = object()

@@ -121,6 +121,34 @@ def test_complete_deletes_the_job(queue):
     assert queue.claim(now=1e9, lease=LEASE) is None
 
 
+def test_complete_can_claim_the_next_job_in_the_same_transaction(queue):
+    queue.enqueue_many([("a", "upload", {}), ("b", "upload", {}), ("c", "upload", {})], now=0.0)
+    first = queue.claim(now=0.0, lease=LEASE)
+    assert first is not None and first.key == "a"
+    other = queue.claim(now=0.0, lease=LEASE)  # another worker holds b
+    assert other is not None and other.key == "b"
+    following = queue.complete(first, now=1.0, claim_lease=LEASE)
+    assert following is not None and following.key == "c"  # never b: it is leased
+    assert following.token not in (first.token, other.token)
+    assert queue.counts() == {"running": 2}  # a is gone; b and c are leased
+    assert queue.complete(following, now=2.0, claim_lease=LEASE) is None  # nothing ready
+    assert queue.complete(other, now=2.0) is None  # without claim_lease: claims nothing
+    assert queue.outstanding() == 0
+
+
+def test_complete_of_a_dirty_job_keeps_it_and_may_hand_it_back(queue):
+    queue.enqueue("k", "upload", {"v": 1}, now=0.0)
+    job = queue.claim(now=0.0, lease=LEASE)
+    assert job is not None
+    queue.enqueue("k", "upload", {"v": 2}, now=5.0)  # new work while it ran
+    again = queue.complete(job, now=7.0, claim_lease=LEASE)
+    assert again is not None and again.key == "k" and again.token != job.token
+    assert (dict(again.payload), again.attempts) == ({"v": 2}, 0)
+    # The old lease can no longer finish it.
+    queue.complete(job, now=8.0)
+    assert queue.counts() == {"running": 1}
+
+
 def test_enqueue_while_leased_runs_again_after_completion(queue):
     queue.enqueue("k", "upload", {"v": 1}, now=0.0)
     job = queue.claim(now=0.0, lease=LEASE)

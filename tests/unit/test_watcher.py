@@ -450,3 +450,63 @@ def test_directories_swapped_through_a_temporary_name_are_moves_of_their_files(
         "d2/x2.bin": ("move", "d1/x2.bin"),  # its pending change moved with it
         "tmp/": ("delete_tree", None),
     }
+
+
+def test_files_of_a_new_directory_sent_from_their_own_events_are_not_walked_again(
+    tmp_path: Path,
+) -> None:
+    from watchdog.events import DirCreatedEvent
+
+    folder = FolderConfig(tmp_path, "", DEFAULT_EXCLUDES)
+    new = tmp_path / "burst"
+    new.mkdir()
+    calls: list[list[tuple[str, str, dict[str, Any]]]] = []
+    clock = Clock()
+    watcher = Watcher(
+        (folder,), calls.append, settle=2.0, gate=GATE, clock=clock, busy=lambda e: False
+    )
+    watcher.on_event(folder, DirCreatedEvent(str(new)))
+    (new / "early.bin").write_bytes(b"written before the watch: no event")
+    for name in ("a.bin", "b.bin"):
+        (new / name).write_bytes(b"x")
+        clock.now += 0.1
+        watcher.on_event(folder, FileClosedEvent(str(new / name)))
+        watcher.flush()
+    clock.now += 2.5  # the directory's walk is due
+    watcher.flush()
+    keys = [k for batch in calls for k, _, _ in batch]
+    assert keys == ["burst/a.bin", "burst/b.bin", "burst/early.bin"]
+
+
+def test_a_recreated_directory_walks_files_sent_before_it_appeared(tmp_path: Path) -> None:
+    from watchdog.events import DirCreatedEvent
+
+    folder = FolderConfig(tmp_path, "", DEFAULT_EXCLUDES)
+    new = tmp_path / "d"
+    new.mkdir()
+    calls: list[list[tuple[str, str, dict[str, Any]]]] = []
+    clock = Clock()
+    watcher = Watcher(
+        (folder,), calls.append, settle=2.0, gate=GATE, clock=clock, busy=lambda e: False
+    )
+    (new / "f.bin").write_bytes(b"old")
+    watcher.on_event(folder, FileClosedEvent(str(new / "f.bin")))
+    watcher.flush()  # the old f.bin's job
+    clock.now += 1
+    # `rm -rf d; mkdir d; cp f.bin d/` faster than the new watch: only the directory's event.
+    (new / "f.bin").write_bytes(b"new content")
+    watcher.on_event(folder, DirCreatedEvent(str(new)))
+    clock.now += 2.5
+    watcher.flush()
+    assert [k for batch in calls for k, _, _ in batch] == ["d/f.bin", "d/f.bin"]
+
+
+def test_what_is_remembered_for_new_directories_is_forgotten_in_time(tmp_path: Path) -> None:
+    watcher, _jobs, clock = make()
+    for i in range(50):
+        watcher.on_event(FOLDER, FileClosedEvent(f"/data/{i}.txt"))
+    watcher.flush()
+    assert len(watcher._recent) == 50
+    clock.now += 2.0 + 30.0 + 1
+    watcher.flush()
+    assert watcher._recent == {}
