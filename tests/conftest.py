@@ -52,6 +52,9 @@ _SERVER_FIXTURES = {"swift_backend": "swift", "kakao_backend": "kakao", "kakao":
                     "keystone": "kakao"}  # fmt: skip
 
 
+_group_of: dict[str, str] = {}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under ``-n`` (pytest-xdist, ``--dist loadgroup``): every test of one backend runs in
     one worker, so each worker starts the servers of its own backend only, and once."""
@@ -63,6 +66,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             group = next((b for f, b in _SERVER_FIXTURES.items() if f in names), None)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(str(group)))
+            _group_of[item.nodeid] = str(group)
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,25 @@ def kakao_backend() -> Backend:
 @pytest.fixture(scope="session")
 def kakao() -> KakaoServer:
     return _server("kakao")  # type: ignore[return-value]
+
+
+_seconds_per_backend: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Time spent per backend (setup, call and teardown), summed on the controlling
+    process under xdist too: the README says how long each backend takes."""
+    # Under xdist a grouped test's id ends in "@swift"; in one process, collection said.
+    nodeid, _, group = report.nodeid.partition("@")
+    group = group or _group_of.get(nodeid, "")
+    backend = group if group in BACKENDS else "no server"
+    _seconds_per_backend[backend] = _seconds_per_backend.get(backend, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _seconds_per_backend:
+        parts = [f"{b} {s / 60:.1f} min" for b, s in sorted(_seconds_per_backend.items())]
+        terminalreporter.write_line("test time per backend: " + ", ".join(parts))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
