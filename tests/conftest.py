@@ -199,6 +199,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # Under xdist a grouped test's id ends in "@swift"; in one process, collection said.
     nodeid, _, group = report.nodeid.partition("@")
     group = group or _group_of.get(nodeid, "")
+    if not group and nodeid.startswith(("tests/e2e/", "tests/test_")) and nodeid.endswith("]"):
+        # The xdist controller collects nothing: the backend is in the test's id.
+        params = nodeid[nodeid.rfind("[") + 1 : -1].split("-")
+        group = next((p for p in params if p in BACKENDS), "")
     backend = group if group in BACKENDS else "no server"
     _seconds_per_backend[backend] = _seconds_per_backend.get(backend, 0.0) + report.duration
 
