@@ -114,8 +114,9 @@ def _find(tables: list[Table], backend: str, part: str) -> list[Table]:
     ]
 
 
-def _verdict(ok: bool) -> str:
-    return "**met**" if ok else "**not met**"
+def _bar(label: str, backend: str, measured: str, ok: bool) -> list[str]:
+    """One row of the bars table."""
+    return [label, backend, measured, "**met**" if ok else "**not met**"]
 
 
 def bars(tables: list[Table], backend: str) -> list[list[str]]:
@@ -127,39 +128,39 @@ def bars(tables: list[Table], backend: str) -> list[list[str]]:
         if "rclone" in t.rows:
             x = t.med("rclone", "wall") / k
             rows.append(
-                [
+                _bar(
                     f"W A ({t.link}): ≥ 3 × rclone (defaults)",
                     backend,
                     f"{x:.2f} × at {t.files:,} files",
-                    _verdict(x >= 3),
-                ]
+                    x >= 3,
+                )
             )
         if "ceiling" in t.rows:
             if "raw-put" in t.rows:
                 x = t.med("raw-put", "wall") / k
                 rows.append(
-                    [
+                    _bar(
                         f"W A ({t.link}): ≥ 0.9 × raw PUT through the proxy (for context)",
                         backend,
                         f"{x:.2f} × ({t.files / t.med('raw-put', 'wall'):,.0f} files/s raw)",
-                        _verdict(x >= 0.9),
-                    ]
+                        x >= 0.9,
+                    )
                 )
             x = t.med("ceiling", "wall") / k
             rows.append(
-                [
+                _bar(
                     f"W A ({t.link}): ≥ 0.9 × ceiling at its own concurrency",
                     backend,
                     f"{x:.2f} × ({t.files / k:,.0f} files/s)",
-                    _verdict(x >= 0.9),
-                ]
+                    x >= 0.9,
+                )
             )
     for t in _find(tables, backend, "B"):
         if "ceiling" in t.rows:
             k = t.med("kcsync", "wall")
             x = t.med("ceiling", "wall") / k
             rows.append(
-                [
+                _bar(
                     f"W B ({t.link}): ≥ 0.9 × link rate"
                     + (
                         ""
@@ -168,8 +169,8 @@ def bars(tables: list[Table], backend: str) -> list[list[str]]:
                     ),
                     backend,
                     f"{x:.2f} × ({t.bytes / k / MB:,.1f} MB/s)",
-                    _verdict(x >= 0.9),
-                ]
+                    x >= 0.9,
+                )
             )
     reruns = _find(tables, backend, "C")
     for link in dict.fromkeys(t.link for t in reruns):
@@ -181,11 +182,11 @@ def bars(tables: list[Table], backend: str) -> list[list[str]]:
         few = min(peers, key=lambda t: t.files)
         k, r = most.med("kcsync", "wall"), few.med("rclone", "wall")
         rows.append(
-            [
+            _bar(
                 f"W C ({link}): kcsync at {most.files:,} files < rclone at {few.files:,}",
                 backend,
                 f"{k:.2f} s vs {r:.2f} s",
-                _verdict(k < r),
-            ]
+                k < r,
+            )
         )
     return rows
