@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tests.servers.swift import running_swift
 
+KCSYNC = str(Path(sys.executable).with_name("kcsync"))
+
 
 def sample_folder(root: Path) -> Path:
     folder = root / "photos"
@@ -49,7 +51,9 @@ def main() -> int:
         print(f"local Swift at {swift.proxy_url}; mirroring {folder}\n", flush=True)
         for title in ("first run: uploads everything", "second run: nothing changed"):
             print(f"== kcsync --once ({title})", flush=True)
-            code = subprocess.call(["kcsync", "-c", str(config), "--once"])
+            # The kcsync installed beside this interpreter (the venv's), not whichever one
+            # PATH finds first: another install there would run other code, or none at all.
+            code = subprocess.call([KCSYNC, "-c", str(config), "--once"])
             if code != 0:
                 return code
             print(flush=True)
