@@ -55,6 +55,7 @@ from kcsync.store.db import Database
 from kcsync.store.guards import GuardState
 from kcsync.store.index import Index
 from kcsync.store.jobs import Job, JobQueue
+from kcsync.store.owner import hand_over, owner_to_hand_over
 from kcsync.store.segments import SegmentLedger
 from kcsync.swift.auth import Authenticator
 from kcsync.swift.client import ServerLimits, SwiftClient
@@ -164,6 +165,7 @@ def state_lock(state_dir: Path) -> Iterator[None]:
     """One kcsync per state directory: two would lease each other's jobs."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     handle: IO[str] = open(state_dir / LOCK_NAME, "a")  # noqa: SIM115 - held for the run
+    hand_over([state_dir / LOCK_NAME], owner_to_hand_over(state_dir))
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from kcsync.store.owner import database_files, hand_over, owner_to_hand_over
+
 SCHEMA_VERSION = 4
 
 _GROUPS = """
@@ -90,6 +92,7 @@ class Database:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        owner = owner_to_hand_over(path.parent)
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(
             str(path), check_same_thread=False, isolation_level=None, timeout=30.0
@@ -109,6 +112,8 @@ class Database:
             self._conn.executescript(
                 f"BEGIN IMMEDIATE;{steps}PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
             )
+        # The -wal and -shm files exist from the first read on (store/owner.py: why).
+        hand_over(database_files(path), owner)
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
