@@ -402,6 +402,22 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("**met**" if ok else "**not met**")
 
 
+def _cpu_per_file(t: Table, backend: str) -> list[str]:
+    """kcsync's CPU per small file against the bare client that hashes each body: MD5 is
+    the least a client that checks the server's Etag must add, so the bare client without
+    it is shown beside, not held against."""
+    per = {tool: t.med(tool, "cpu") / t.files * 1000 for tool in ("kcsync", "raw-put-md5")}
+    bare = t.med("raw-put", "cpu") / t.files * 1000 if "raw-put" in t.rows else float("nan")
+    x = per["kcsync"] / per["raw-put-md5"]
+    return [
+        "A: CPU per small file ≤ 1.1 × the bare client's (raw PUT + MD5)",
+        backend,
+        f"{per['kcsync']:.2f} vs {per['raw-put-md5']:.2f} ms = {x:.2f} × "
+        f"(without MD5: {bare:.2f} ms)",
+        _verdict(x <= 1.1),
+    ]
+
+
 def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> list[str]:
     """Each bar of the issue, met or not, with the numbers behind it."""
     from bench import wan_report  # it builds on this module's Table
@@ -433,6 +449,8 @@ def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> lis
                                 f"MD5) takes {hashed:.2f} s, kcsync {k:.2f} s = "
                                 f"{hashed / k:.2f} × of it."
                             )
+                if sc == "A" and "raw-put-md5" in t.rows:
+                    rows.append(_cpu_per_file(t, be))
                 for peer in ("rclone", "swift"):
                     if peer in t.rows:
                         p = t.med(peer, "wall")
@@ -468,9 +486,9 @@ def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> lis
             rate = e["burst"]["files_per_s"]
             if a:
                 a_rate = a[0].files / a[0].med("kcsync", "wall")
-                rows.append(["E: burst of 1,000 ≥ 0.8 × A's rate", be,
+                rows.append(["E: burst of 1,000 ≥ 0.9 × A's rate", be,
                              f"{rate:.0f} vs {a_rate:.0f} files/s = {rate / a_rate:.2f} ×",
-                             _verdict(rate >= 0.8 * a_rate)])  # fmt: skip
+                             _verdict(rate >= 0.9 * a_rate)])  # fmt: skip
         for t in (t for t in tables if t.scenario == "F" and t.backend == be):
             reruns = sorted(
                 (int(k.split()[1]), t.med(k, "rss_mb")) for k in t.rows if k.startswith("rerun")
