@@ -220,15 +220,20 @@ def test_stopping_early_joins_every_range_thread() -> None:
     assert threading.active_count() == before
 
 
-def test_ranges_waiting_their_turn_fetch_their_empty_page_meanwhile() -> None:
+@pytest.mark.parametrize("pages", [1, 2], ids=["one-page", "two-pages"])
+def test_ranges_waiting_their_turn_fetch_their_empty_page_meanwhile(pages: int) -> None:
     # A range's last request is nearly always the empty page that ends it: fetched only
-    # when the consumer reaches the range, those came one round trip after another.
+    # when the consumer reaches the range, those came one round trip after another. Two
+    # pages is a rerun of 10,000 names on RGW (eight ranges of 1,250, pages of 1000).
     names = [f"{i:03d}" for i in range(40)]
     ranges = plan_ranges(cuts_of(names, 10))
     ended = [threading.Event() for _ in ranges]
 
     def pages_of(r: KeyRange) -> Iterator[list[RemoteEntry]]:
-        yield entries([n for n in names if in_range(n, "", r)])
+        inside = [n for n in names if in_range(n, "", r)]
+        step = -(-len(inside) // pages)
+        for i in range(0, len(inside), step):
+            yield entries(inside[i : i + step])
         ended[ranges.index(r)].set()  # the empty page is being asked for
 
     it = listed(ranges, pages_of, in_flight=8)
