@@ -3,6 +3,8 @@ its bars."""
 
 from __future__ import annotations
 
+import re
+
 from bench.measure import median
 from bench.netem import SOURCE
 from bench.report import MB, Table, by_method, f2, fmt_methods
@@ -114,6 +116,12 @@ def _find(tables: list[Table], backend: str, part: str) -> list[Table]:
     ]
 
 
+def _rtt_ms(link: str) -> float:
+    """The round trip of a link's description ("RTT 60 ms, 100 Mbit/s" -> 60)."""
+    found = re.search(r"RTT (\d+(?:\.\d+)?) ms", link)
+    return float(found.group(1)) if found else float("inf")
+
+
 def _bar(label: str, backend: str, measured: str, ok: bool) -> list[str]:
     """One row of the bars table."""
     return [label, backend, measured, "**met**" if ok else "**not met**"]
@@ -181,9 +189,12 @@ def bars(tables: list[Table], backend: str) -> list[list[str]]:
             continue
         few = min(peers, key=lambda t: t.files)
         k, r = most.med("kcsync", "wall"), few.med("rclone", "wall")
+        # The issue sets this bar at 60 ms: at shorter round trips rclone's 100 HEADs cost
+        # less than the walk of 10,000 files, which no round trip saved can beat.
+        context = "" if _rtt_ms(link) >= 60 else " (for context; the bar is at 60 ms)"
         rows.append(
             _bar(
-                f"W C ({link}): kcsync at {most.files:,} files < rclone at {few.files:,}",
+                f"W C ({link}): kcsync at {most.files:,} files < rclone at {few.files:,}" + context,
                 backend,
                 f"{k:.2f} s vs {r:.2f} s",
                 k < r,

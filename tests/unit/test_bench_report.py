@@ -89,3 +89,28 @@ def test_w_bars_compare_kcsync_with_rclone_the_ceilings_and_rclones_small_rerun(
     assert "**not met**" in text.split("W B")[1].splitlines()[0]
     c = "kcsync at 10,000 files < rclone at 100 | swift | 3.00 s vs 2.00 s | **not met** |"
     assert c in text
+
+
+def test_w_c_below_60_ms_is_shown_for_context_only() -> None:
+    link = "RTT 20 ms, unlimited"
+    tables = [
+        _w("C", 10_000, {"kcsync": 1.0, "floor": 0.6}, link),
+        _w("C", 100, {"kcsync": 0.5, "rclone": 0.6, "floor": 0.4}, link),
+    ]
+    assert "rclone at 100 (for context; the bar is at 60 ms) | swift |" in _text(tables)
+
+
+def _cpu_table(cpu: dict[str, float], files: int = 1000) -> Table:
+    t = Table("A", "first upload", "rgw", files, files * 100_000, "raw-put")
+    for tool, c in cpu.items():
+        t.add(tool, Sample(wall=10.0, cpu=c, rss_mb=50.0, code=0))
+    return t
+
+
+def test_cpu_per_small_file_is_held_against_the_client_that_hashes() -> None:
+    t = _cpu_table({"kcsync": 1.90, "raw-put": 1.50, "raw-put-md5": 1.80})
+    row = "| A: CPU per small file ≤ 1.1 × the bare client's (raw PUT + MD5) | rgw | "
+    text = _text([t])
+    assert row + "1.90 vs 1.80 ms = 1.06 × (without MD5: 1.50 ms) | **met** |" in text
+    text = _text([_cpu_table({"kcsync": 2.20, "raw-put": 1.50, "raw-put-md5": 1.80})])
+    assert row + "2.20 vs 1.80 ms = 1.22 × (without MD5: 1.50 ms) | **not met** |" in text
