@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import random
 import signal
 import stat
 from pathlib import Path
@@ -152,6 +153,24 @@ def test_within(path: str, root: str, inside: bool) -> None:
 )
 def test_relative_name(path: str, expected: str | None) -> None:
     assert relative_name("/data", path) == expected
+
+
+def _relpath_rule(root: str, path: str) -> str | None:
+    rel = os.path.relpath(path, root)
+    return None if rel in (".", "..") or rel.startswith("../") else rel
+
+
+def test_relative_name_fast_path_says_what_relpath_says() -> None:
+    # The fast path (a normal root, a path joined onto it) must never differ from the rule
+    # it shortcuts, whatever odd spelling a root or a path comes in.
+    rng = random.Random(11)
+    parts = ["data", "d", "..", ".", "", "data2", "a.txt", ".hidden", "x..y", "...", "d.d"]
+    roots = ["/", "/data", "/data/", "//data", "/data/./d", "/data/../data", "data", "/a/b"]
+    for _ in range(20_000):
+        root = rng.choice(roots)
+        lead = rng.choice(["/", "//", "", root, root + "/"])
+        path = lead + "/".join(rng.choice(parts) for _ in range(rng.randint(0, 4))) or "/"
+        assert relative_name(root, path) == _relpath_rule(root, path), (root, path)
 
 
 STATE = Gate(1024, StateDir("/data/.state", 1, 2))
