@@ -226,6 +226,15 @@ class Applier:
         outcome: Outcome | None = None
         verified_ns = None if source is None else self._same_plain_file(source, local)
         if source is not None and verified_ns is not None:
+            previous = self._index.get(local.key)
+            # The copy replaces local.key on the server before its Etag can say whether it
+            # copied this file. In a swap (p -> swap, q -> p, swap -> q) the other half may
+            # have just re-uploaded src with new content: the copy then puts that content
+            # under local.key, and an index entry for local.key (recorded by a sync of the
+            # same swap a moment before) would make the fallback below call the file
+            # "unchanged" and leave the wrong content in the bucket. Forgotten first, so
+            # that neither the fallback nor a kill right after the copy can trust it.
+            self._index.delete(local.key)
             try:
                 etag = self._client.copy_object(
                     self._container, src, local.key, object_headers(local, source.md5)
@@ -239,6 +248,8 @@ class Applier:
                     Uploaded(source.md5, 0, None, signature, 0),
                     verified_ns=verified_ns,
                 )
+                # The copy overwrote whatever local.key was, as an upload does.
+                self._replaced(local.key, None, previous)
                 log.info("copied", object=local.key, source=src)
                 outcome = Outcome("copied", local.key, 0, f"renamed from {src}", in_bucket="server")
         if outcome is None:

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pytest
 
-from kcsync.apply import DELETE, job_payload
+from kcsync.apply import DELETE, MOVE, SYNC, job_payload
 from kcsync.config import load_config
 from kcsync.daemon import Runtime
 from kcsync.progress import Stats
@@ -255,3 +255,39 @@ def test_a_delete_never_wins_over_a_file_that_exists(env: Env) -> None:
         rt.close()
     assert outcome.action == "uploaded"
     assert env.download("files/report.txt") == path.read_bytes()
+
+
+def test_a_swap_whose_copy_finds_the_source_rewritten_uploads_the_file(env: Env) -> None:
+    """p <-> q swapped through a third name. The sync of p (from the reconcile, or the
+    swap's other half) has already sent p's new content and recorded it; q's new content
+    is on the server but not yet in the index when p's move runs its copy from q. The copy
+    then puts q's new content under p, and the Etag says so: p must be sent again, not
+    judged "unchanged" by the index entry the sync just wrote."""
+    p = env.write("p.txt", b"the p file")
+    q = env.write("q.txt", b"the q file, longer")
+    env.wait_until_settled()
+    assert env.run().code == 0
+    os.rename(p, env.data / "swap")
+    os.rename(q, p)
+    os.rename(env.data / "swap", q)
+    rt = Runtime(load_config(env.configure()), Stats(), once=True)
+    try:
+        synced = rt.applier.run(
+            "files/p.txt", SYNC, job_payload(path=str(p), remote=None, reason="watcher: sync")
+        )
+        assert synced.action == "uploaded"
+        # q's sync, caught between its PUT and its index record.
+        env.conn.put_object(env.bucket, "files/q.txt", q.read_bytes())
+        moved = rt.applier.run(
+            "files/p.txt",
+            MOVE,
+            {
+                **job_payload(path=str(p), remote=None, reason="watcher: move"),
+                "src": "files/q.txt",
+                "src_path": str(q),
+            },
+        )
+    finally:
+        rt.close()
+    assert moved.action == "uploaded", moved
+    assert env.download("files/p.txt") == p.read_bytes() == b"the q file, longer"
