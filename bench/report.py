@@ -398,7 +398,7 @@ def latency_section(backend: str, r: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
-def _verdict(ok: bool | None) -> str:
+def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("**met**" if ok else "**not met**")
 
 
@@ -414,7 +414,7 @@ def _cpu_per_file(t: Table, backend: str) -> list[str]:
         backend,
         f"{per['kcsync']:.2f} vs {per['raw-put-md5']:.2f} ms = {x:.2f} × "
         f"(without MD5: {bare:.2f} ms)",
-        _verdict(x <= 1.1),
+        verdict(x <= 1.1),
     ]
 
 
@@ -439,7 +439,7 @@ def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> lis
                 k = t.med("kcsync", "wall")
                 if r is not None:
                     rows.append([f"{sc}: ≥ {share} × raw PUT", be, f"{1 / r:.2f} ×",
-                                 _verdict(1 / r >= share)])  # fmt: skip
+                                 verdict(1 / r >= share)])  # fmt: skip
                     if 1 / r < share and t.reference:
                         misses.append(_by_repetition(t, sc, t.reference, share))
                         if "raw-put-md5" in t.rows:
@@ -455,7 +455,7 @@ def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> lis
                     if peer in t.rows:
                         p = t.med(peer, "wall")
                         rows.append([f"{sc}: ≥ {peer}", be, f"{k:.2f} s vs {p:.2f} s",
-                                     _verdict(k <= p)])  # fmt: skip
+                                     verdict(k <= p)])  # fmt: skip
                         if k > p:
                             misses.append(_by_repetition(t, sc, peer))
         for sc in ("C", "D"):
@@ -467,28 +467,28 @@ def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> lis
             if r is not None:
                 extra = " (+ the one upload)" if sc == "D" else ""
                 rows.append([f"{sc}: ≤ 1.5 × floor{extra}", be,
-                             f"{r:.2f} × at {big.files:,} files", _verdict(r <= 1.5)])  # fmt: skip
+                             f"{r:.2f} × at {big.files:,} files", verdict(r <= 1.5)])  # fmt: skip
             for t in found:
                 k = t.med("kcsync", "wall")
                 if "swift" in t.rows:
                     x = t.med("swift", "wall") / k
                     rows.append([f"{sc}: ≥ 10 × faster than swift --skip-identical", be,
-                                 f"{x:.1f} × at {t.files:,} files", _verdict(x >= 10)])  # fmt: skip
+                                 f"{x:.1f} × at {t.files:,} files", verdict(x >= 10)])  # fmt: skip
                 if "rclone" in t.rows:
                     x = t.med("rclone", "wall") / k
                     rows.append([f"{sc}: faster than rclone sync", be,
-                                 f"{x:.1f} × at {t.files:,} files", _verdict(x > 1)])  # fmt: skip
+                                 f"{x:.1f} × at {t.files:,} files", verdict(x > 1)])  # fmt: skip
         if be in latency:
             e = latency[be]
             p95 = e["single"]["p95_s"]
-            rows.append(["E: single files p95 < 1.5 s", be, f"{p95:.3f} s", _verdict(p95 < 1.5)])
+            rows.append(["E: single files p95 < 1.5 s", be, f"{p95:.3f} s", verdict(p95 < 1.5)])
             a = find("A", be, "kcsync")
             rate = e["burst"]["files_per_s"]
             if a:
                 a_rate = a[0].files / a[0].med("kcsync", "wall")
                 rows.append(["E: burst of 1,000 ≥ 0.9 × A's rate", be,
                              f"{rate:.0f} vs {a_rate:.0f} files/s = {rate / a_rate:.2f} ×",
-                             _verdict(rate >= 0.9 * a_rate)])  # fmt: skip
+                             verdict(rate >= 0.9 * a_rate)])  # fmt: skip
         for t in (t for t in tables if t.scenario == "F" and t.backend == be):
             reruns = sorted(
                 (int(k.split()[1]), t.med(k, "rss_mb")) for k in t.rows if k.startswith("rerun")
@@ -500,12 +500,12 @@ def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> lis
             rows.append([
                 "F: peak RSS ≤ 250 MB on a no-change rerun of 10^6 files", be,
                 f"{mb:.0f} MB at {n:,} files",
-                _verdict(mb <= 250) if n >= 10**6 else "n/a: 10^6 not run",
+                verdict(mb <= 250) if n >= 10**6 else "n/a: 10^6 not run",
             ])  # fmt: skip
             growth = (rss - lo) / lo
             rows.append([
                 f"F: RSS flat from {n0:,} to {n:,} files (≤ +20 %)", be,
-                f"{lo:.0f} → {rss:.0f} MiB ({growth:+.0%})", _verdict(growth <= 0.2),
+                f"{lo:.0f} → {rss:.0f} MiB ({growth:+.0%})", verdict(growth <= 0.2),
             ])  # fmt: skip
         for t in find("R", be, "kcsync"):
             one_file = t.files == 1
@@ -515,24 +515,24 @@ def bars_section(tables: list[Table], latency: dict[str, dict[str, Any]]) -> lis
             if r is not None:
                 rows.append([f"R ({what}): ≥ 0.9 × raw GET", be,
                              f"{1 / r:.2f} × at {t.files:,} files, {t.bytes / MB:,.0f} MB",
-                             _verdict(1 / r >= 0.9)])  # fmt: skip
+                             verdict(1 / r >= 0.9)])  # fmt: skip
                 if 1 / r < 0.9:
                     misses.append(_by_repetition(t, f"R ({what})", "raw-get", 0.9))
             for peer in ("rclone", "swift"):
                 if peer in t.rows:
                     p = t.med(peer, "wall")
                     rows.append([f"R ({what}): ahead of {peer}", be, f"{k:.2f} s vs {p:.2f} s",
-                                 _verdict(k <= p)])  # fmt: skip
+                                 verdict(k <= p)])  # fmt: skip
                     if k > p:
                         misses.append(_by_repetition(t, f"R ({what})", peer))
             if one_file:
                 rss = t.med("kcsync", "rss_mb") * 2**20 / MB
                 rows.append([f"R ({what}): peak RSS < 100 MB", be, f"{rss:.0f} MB",
-                             _verdict(rss < 100)])  # fmt: skip
+                             verdict(rss < 100)])  # fmt: skip
         for t in find("G", be, "kcsync"):
             resent = t.med_extra("kcsync", "resent") / t.bytes
             rows.append(["G: re-sent ≤ 55 % after a kill at 50 %", be, f"{resent:.0%}",
-                         _verdict(resent <= 0.55)])  # fmt: skip
+                         verdict(resent <= 0.55)])  # fmt: skip
         rows += wan_report.bars(tables, be)
     if not rows:
         return []

@@ -7,7 +7,7 @@ import re
 
 from bench.measure import median
 from bench.netem import SOURCE
-from bench.report import MB, Table, by_method, f2, fmt_methods
+from bench.report import MB, Table, by_method, f2, fmt_methods, verdict
 
 _LABELS = {
     "ceiling": "ceiling (computed)",
@@ -124,7 +124,7 @@ def _rtt_ms(link: str) -> float:
 
 def _bar(label: str, backend: str, measured: str, ok: bool) -> list[str]:
     """One row of the bars table."""
-    return [label, backend, measured, "**met**" if ok else "**not met**"]
+    return [label, backend, measured, verdict(ok)]
 
 
 def bars(tables: list[Table], backend: str) -> list[list[str]]:

@@ -50,9 +50,30 @@ def test_nothing_to_hand_over_in_our_own_directory(tmp_path: Path) -> None:
     assert owner_to_hand_over(tmp_path / "missing") is None
 
 
+def _someone_else() -> tuple[int, int]:
+    """An owner to hand over to: not root when we are root (hand_over acts then), else us
+    (anything else would need root to chown to)."""
+    return (12345, 12345) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+
+
 def test_hand_over_skips_missing_files_and_files_of_other_owners(tmp_path: Path) -> None:
     mine = tmp_path / "mine"
     mine.write_text("x")
+    if os.geteuid() == 0:
+        os.chown(mine, *SERVICE)  # not root's: someone else's file is left alone
     before = _owners([mine])
-    hand_over([tmp_path / "missing", mine], None)
+    hand_over([tmp_path / "missing", mine], _someone_else())
     assert _owners([mine]) == before
+
+
+def test_hand_over_never_follows_a_planted_symlink(tmp_path: Path) -> None:
+    # Whoever owns the state directory can leave "kcsync.db-wal" as a link to a file of
+    # root's: handing it over must change the link at most, never what it points to.
+    target = tmp_path / "shadow"
+    target.write_text("root's")
+    state = _service_dir(tmp_path)
+    link = state / "kcsync.db-wal"
+    link.symlink_to(target)
+    before = _owners([target])
+    hand_over(database_files(state / "kcsync.db"), _someone_else())
+    assert _owners([target]) == before
